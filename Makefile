@@ -1,0 +1,39 @@
+# The one command vocabulary of Stateful ML: CI and the README call these targets.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+export DO_NOT_TRACK ?= 1
+
+.PHONY: setup demo test term lint bench data migrate clean
+
+setup: ## install uv if absent, then the locked environment
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+demo: setup ## the whole lifecycle on embedded defaults
+	$(UV) run sml demo
+
+test: setup ## ruff, then pytest
+	$(UV) run ruff check .
+	$(UV) run pytest
+
+term: setup ## an IPython shell with settings, engine, registry and ledger loaded
+	$(UV) run sml term
+
+lint: setup ## ruff and mypy
+	$(UV) run ruff check .
+	$(UV) run ruff format --check . || true
+	$(UV) run mypy
+
+bench: setup ## benchmarks, each printing a ratio against a baseline measured in the same run
+	@for b in bench/*.py; do echo "== $$b"; $(UV) run python $$b || exit 1; done
+
+migrate: setup
+	$(UV) run sml db upgrade
+
+data: setup
+	$(UV) run python create_data.py
+
+clean:
+	rm -rf .local

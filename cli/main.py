@@ -1,0 +1,71 @@
+"""`sml`: the operator CLI of Stateful ML.
+
+Each command group lives in its own module and is registered here. Errors the user can
+act on (bad settings, unknown names, refused actions) print as one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from config import ConfigError, load_settings, masked_items
+from core.errors import SmlError
+
+app = typer.Typer(
+    name="sml",
+    help="Stateful ML: retrain, shadow, canary, ledger and rollback for several models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="State database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console()
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the effective settings, secrets masked, and where each value came from."""
+    settings = load_settings()
+    table = Table(title=f"settings ({settings.ENVIRONMENT})")
+    table.add_column("variable")
+    table.add_column("value")
+    table.add_column("from")
+    for name, value, source in masked_items(settings):
+        table.add_row(name, value, source)
+    console.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the state database migrations (safe to re-run)."""
+    from core.db import make_engine, upgrade
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    revision = upgrade(engine)
+    console.print(f"state database at revision [bold]{revision}[/bold]")
+
+
+def main() -> None:
+    """Console-script entry: run the app, turning known errors into one line."""
+    try:
+        app()
+    except ConfigError as exc:
+        Console(stderr=True).print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except SmlError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+@app.command("demo")
+def demo() -> None:
+    """Run the most complete lifecycle the project has, on embedded defaults."""
+    from cli.demo import run_demo
+
+    run_demo(console)

@@ -1,0 +1,198 @@
+"""SQLAlchemy 2 table models of the state database (identical on SQLite and Postgres).
+
+`traffic` and `feedback` are written by routers; `rollouts`, `rollout_events` and
+`releases` are written only through `core.ledger`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+ROLES = ("champion", "candidate", "shadow", "fallback")
+ACTIVE_STATUSES = ("shadow", "canary", "paused")
+FINAL_STATUSES = ("promoted", "rolled_back", "aborted")
+ROLLOUT_STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
+FEEDBACK_KINDS = ("thumbs", "label")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC (the only kind of time stored)."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware.
+
+    SQLite has no timezone type and gives naive datetimes back; this keeps both
+    backends returning the same aware values so comparisons never mix kinds.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use an aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+BigID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so migrations name constraints stably."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSONType}
+
+
+class Traffic(Base):
+    """One served prediction (or a shadow/fallback side result of one)."""
+
+    __tablename__ = "traffic"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    env: Mapped[str] = mapped_column(String(8))
+    user_id: Mapped[str | None] = mapped_column(String(128))
+    rollout_id: Mapped[int | None] = mapped_column(Integer)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(16))
+    input_text: Mapped[str] = mapped_column(Text)
+    output: Mapped[str | None] = mapped_column(String(128))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index(None, "rollout_id", "ts"),
+        Index(None, "env", "model_name", "ts"),
+        Index(None, "request_id"),
+    )
+
+
+class Feedback(Base):
+    """User feedback on a served prediction, joined to traffic through request_id."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(128))
+
+    __table_args__ = (Index(None, "request_id"), Index(None, "ts"))
+
+
+class Rollout(Base):
+    """One rollout of a candidate version against the champion in one environment."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    env: Mapped[str] = mapped_column(String(8))
+    model_name: Mapped[str] = mapped_column(String(128))
+    champion_version: Mapped[str] = mapped_column(String(32))
+    candidate_version: Mapped[str] = mapped_column(String(32))
+    salt: Mapped[str] = mapped_column(String(64))
+    stage_index: Mapped[int] = mapped_column(Integer, default=0)
+    percent: Mapped[float] = mapped_column(Float, default=0.0)
+    status: Mapped[str] = mapped_column(String(16))
+    stage_started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    event_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        Index(None, "env", "status"),
+        # at most one active rollout per (env, model), enforced by the database itself
+        Index(
+            "uq_rollouts_one_active",
+            "env",
+            "model_name",
+            unique=True,
+            sqlite_where=text("status IN ('shadow','canary','paused')"),
+            postgresql_where=text("status IN ('shadow','canary','paused')"),
+        ),
+    )
+
+
+class RolloutEvent(Base):
+    """Append-only: every change of a rollout, with who, why and the figures acted on."""
+
+    __tablename__ = "rollout_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    stage_index: Mapped[int | None] = mapped_column(Integer)
+    percent: Mapped[float | None] = mapped_column(Float)
+    figures: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+    __table_args__ = (UniqueConstraint("rollout_id", "seq"), Index(None, "ts"))
+
+
+class Release(Base):
+    """Append-only ledger row: what ran in an environment from `created_at` on."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    env: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    code_version: Mapped[str] = mapped_column(String(64))
+    image_version: Mapped[str] = mapped_column(String(128))
+    model_versions: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    artifact_digests: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    tag: Mapped[str] = mapped_column(String(256))
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128), default="system")
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+
+    __table_args__ = (Index(None, "env", "created_at"), Index(None, "tag"))
