@@ -13,6 +13,7 @@ import os
 import subprocess
 from functools import lru_cache
 from importlib import metadata
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -205,7 +206,7 @@ class Settings(BaseSettings):
     def _check_stages(cls, value: list[float]) -> list[float]:
         if not value or value[-1] != 100.0:
             raise ValueError("expected increasing percents ending at 100, like 1,10,25,50,100")
-        if any(b <= a for a, b in zip(value, value[1:], strict=False)) or value[0] <= 0:
+        if any(b <= a for a, b in pairwise(value)) or value[0] <= 0:
             raise ValueError("expected strictly increasing percents in (0, 100]")
         return value
 
@@ -232,7 +233,9 @@ class Settings(BaseSettings):
                 continue
             raw = secret.get_secret_value().lower()
             if any(marker in raw for marker in PLACEHOLDER_MARKERS):
-                raise ValueError(f"{name}: holds a placeholder value, not allowed in {self.ENVIRONMENT}")
+                raise ValueError(
+                    f"{name}: holds a placeholder value, not allowed in {self.ENVIRONMENT}"
+                )
         if self.DATABASE_URL.get_secret_value() == DEFAULT_DATABASE_URL:
             raise ValueError(
                 f"DATABASE_URL: must be set explicitly in {self.ENVIRONMENT} "

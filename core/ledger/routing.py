@@ -1,0 +1,64 @@
+"""Read side for routers: what each model of an env should serve right now.
+
+Routers poll this every ROUTER_POLL_SECONDS; it is two small indexed queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Engine, select
+
+from core.db import ACTIVE_STATUSES, Release, Rollout, session_scope
+
+Mode = Literal["champion_only", "shadow", "canary"]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingState:
+    """How one model is served in one env.
+
+    mode: `champion_only` (no active rollout), `shadow` (candidate runs off the hot path
+    for everyone), `canary` (candidate answers users whose bucket < percent x 100; a
+    paused rollout keeps serving at its current percent).
+    """
+
+    model_name: str
+    champion_version: str
+    mode: Mode = "champion_only"
+    candidate_version: str | None = None
+    rollout_id: int | None = None
+    salt: str | None = None
+    percent: float = 0.0
+    status: str | None = None
+
+
+def routing_state(engine: Engine, env: str) -> dict[str, RoutingState]:
+    """Per model name, the routing state of `env` (empty if nothing was released)."""
+    with session_scope(engine) as session:
+        release = session.scalars(
+            select(Release)
+            .where(Release.env == env)
+            .order_by(Release.created_at.desc(), Release.id.desc())
+            .limit(1)
+        ).first()
+        rollouts = session.scalars(
+            select(Rollout).where(Rollout.env == env, Rollout.status.in_(ACTIVE_STATUSES))
+        ).all()
+        states = {
+            name: RoutingState(model_name=name, champion_version=str(version))
+            for name, version in (release.model_versions.items() if release else ())
+        }
+        for r in rollouts:
+            states[r.model_name] = RoutingState(
+                model_name=r.model_name,
+                champion_version=r.champion_version,
+                mode="shadow" if r.status == "shadow" else "canary",
+                candidate_version=r.candidate_version,
+                rollout_id=r.id,
+                salt=r.salt,
+                percent=r.percent if r.status != "shadow" else 0.0,
+                status=r.status,
+            )
+        return states
