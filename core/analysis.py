@@ -1,0 +1,241 @@
+"""Stage figures of a rollout, computed as SQL in the state database (never rows in Python).
+
+Per arm (champion, candidate) of one rollout over a time window (normally: since the
+current stage started) the database returns: the number of served requests, errors, the
+p95 latency, how many requests were slower than the hard p95 limit and than the champion's
+p95 x (1 + margin), and how many got negative thumbs feedback.
+
+Which rows count for which arm. The router writes, per request, the row of the model that
+was asked first; a candidate that fails writes a `candidate` row with `error` set, then a
+`fallback` row answered by the champion. So:
+- candidate arm = rows with role `candidate` (its failures are counted there, with the
+  latency up to the failure);
+- champion arm = rows with role `champion`;
+- `fallback` rows are NOT counted for the champion (those users are in the candidate's
+  bucket; counting them would double-count the request and flatter the candidate),
+  and `shadow` rows (off the hot path) are not part of a canary at all.
+Feedback joins through request_id, so feedback on a fallback answer lands on the candidate
+row of the same request: the user's arm.
+
+p95 uses linear interpolation between order statistics (`percentile_cont`) on both
+backends: Postgres has percentile_cont; on SQLite the same formula is written with window
+functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, text
+from sqlalchemy.types import Float, Integer
+
+from core.db.models import UTCDateTime
+
+# Values of a `thumbs` feedback row that count as negative (the router accepts these).
+NEGATIVE_THUMBS: tuple[str, ...] = ("down", "-1", "0", "negative", "bad")
+
+_POSTGRES_SQL = """
+WITH
+t AS (
+    SELECT role, latency_ms, error, request_id
+    FROM traffic
+    WHERE rollout_id = :rollout_id AND ts >= :since AND ts < :until
+      AND role IN ('champion', 'candidate')
+),
+neg AS (
+    SELECT DISTINCT request_id
+    FROM feedback
+    WHERE kind = 'thumbs' AND value IN :negative AND ts >= :since
+),
+champ AS (
+    SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95
+    FROM t WHERE role = 'champion'
+)
+SELECT t.role AS role,
+       count(*) AS n,
+       count(t.error) AS errors,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY t.latency_ms) AS p95_ms,
+       count(*) FILTER (WHERE t.latency_ms > :limit_ms) AS over_limit,
+       count(*) FILTER (WHERE t.latency_ms > (SELECT p95 FROM champ) * :relative) AS over_relative,
+       count(neg.request_id) AS negative_feedback,
+       (SELECT p95 FROM champ) AS champion_p95_ms
+FROM t LEFT JOIN neg ON neg.request_id = t.request_id
+GROUP BY t.role
+"""
+
+_SQLITE_SQL = """
+WITH
+t AS (
+    SELECT role, latency_ms, error, request_id
+    FROM traffic
+    WHERE rollout_id = :rollout_id AND ts >= :since AND ts < :until
+      AND role IN ('champion', 'candidate')
+),
+neg AS (
+    SELECT DISTINCT request_id
+    FROM feedback
+    WHERE kind = 'thumbs' AND value IN :negative AND ts >= :since
+),
+ranked AS (
+    SELECT role, latency_ms,
+           ROW_NUMBER() OVER (PARTITION BY role ORDER BY latency_ms) AS rn,
+           COUNT(*) OVER (PARTITION BY role) AS cnt
+    FROM t
+),
+pos AS (
+    SELECT role, cnt, 0.95 * (cnt - 1) AS h, CAST(0.95 * (cnt - 1) AS INTEGER) AS k
+    FROM ranked GROUP BY role
+),
+pct AS (
+    SELECT r.role AS role,
+           MAX(CASE WHEN r.rn = p.k + 1 THEN r.latency_ms END) AS lo,
+           MAX(CASE WHEN r.rn = MIN(p.k + 2, p.cnt) THEN r.latency_ms END) AS hi,
+           MAX(p.h - p.k) AS frac
+    FROM ranked r JOIN pos p ON p.role = r.role
+    WHERE r.rn IN (p.k + 1, MIN(p.k + 2, p.cnt))
+    GROUP BY r.role
+),
+p95 AS (SELECT role, lo + frac * (hi - lo) AS p95 FROM pct)
+SELECT t.role AS role,
+       COUNT(*) AS n,
+       SUM(CASE WHEN t.error IS NOT NULL THEN 1 ELSE 0 END) AS errors,
+       (SELECT p95 FROM p95 WHERE p95.role = t.role) AS p95_ms,
+       SUM(CASE WHEN t.latency_ms > :limit_ms THEN 1 ELSE 0 END) AS over_limit,
+       SUM(CASE WHEN t.latency_ms > (SELECT p95 FROM p95 WHERE role = 'champion') * :relative
+           THEN 1 ELSE 0 END) AS over_relative,
+       SUM(CASE WHEN neg.request_id IS NOT NULL THEN 1 ELSE 0 END) AS negative_feedback,
+       (SELECT p95 FROM p95 WHERE role = 'champion') AS champion_p95_ms
+FROM t LEFT JOIN neg ON neg.request_id = t.request_id
+GROUP BY t.role
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ArmFigures:
+    """What one arm of a rollout did over a window.
+
+    over_limit: requests slower than the hard p95 limit; over_relative: requests slower
+    than the champion's p95 x (1 + p95 margin) over the same window.
+    """
+
+    n: int = 0
+    errors: int = 0
+    p95_ms: float | None = None
+    over_limit: int = 0
+    over_relative: int = 0
+    negative_feedback: int = 0
+
+    @property
+    def error_rate(self) -> float:
+        """errors / n (0 when nothing was served)."""
+        return self.errors / self.n if self.n else 0.0
+
+    @property
+    def negative_feedback_rate(self) -> float:
+        """Requests with negative thumbs feedback / requests served (0 when none)."""
+        return self.negative_feedback / self.n if self.n else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StageFigures:
+    """Both arms of one rollout over [since, until), plus the latency thresholds used."""
+
+    rollout_id: int
+    since: datetime
+    until: datetime
+    champion: ArmFigures
+    candidate: ArmFigures
+    latency_limit_ms: float
+    relative_threshold_ms: float | None
+
+    @property
+    def elapsed_seconds(self) -> float:
+        """Length of the window in seconds."""
+        return (self.until - self.since).total_seconds()
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (rates included) for rollout events and reports."""
+        arms = {}
+        for name, arm in (("champion", self.champion), ("candidate", self.candidate)):
+            arms[name] = asdict(arm) | {
+                "error_rate": round(arm.error_rate, 6),
+                "negative_feedback_rate": round(arm.negative_feedback_rate, 6),
+            }
+        return {
+            "rollout_id": self.rollout_id,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "elapsed_seconds": round(self.elapsed_seconds, 3),
+            "latency_limit_ms": self.latency_limit_ms,
+            "relative_threshold_ms": self.relative_threshold_ms,
+            **arms,
+        }
+
+
+def _statement(dialect: str) -> Any:
+    sql = _POSTGRES_SQL if dialect == "postgresql" else _SQLITE_SQL
+    return text(sql).bindparams(
+        bindparam("negative", value=list(NEGATIVE_THUMBS), expanding=True),
+        bindparam("rollout_id", type_=Integer()),
+        bindparam("since", type_=UTCDateTime()),
+        bindparam("until", type_=UTCDateTime()),
+        bindparam("limit_ms", type_=Float()),
+        bindparam("relative", type_=Float()),
+    )
+
+
+def stage_figures(
+    engine: Engine,
+    rollout_id: int,
+    *,
+    since: datetime,
+    until: datetime,
+    latency_limit_ms: float,
+    p95_margin: float,
+) -> StageFigures:
+    """Compute both arms' figures of `rollout_id` over [since, until) in one SQL statement.
+
+    Raises:
+        ValueError: if since/until are naive or since > until.
+        sqlalchemy.exc.SQLAlchemyError: if the database cannot be queried.
+    """
+    if since.tzinfo is None or until.tzinfo is None:
+        raise ValueError("since and until must be timezone-aware")
+    if since > until:
+        raise ValueError("since must not be after until")
+    relative = 1.0 + p95_margin
+    with engine.connect() as conn:
+        rows = conn.execute(
+            _statement(engine.dialect.name),
+            {
+                "rollout_id": rollout_id,
+                "since": since,
+                "until": until,
+                "limit_ms": latency_limit_ms,
+                "relative": relative,
+            },
+        ).mappings()
+        arms: dict[str, ArmFigures] = {}
+        champion_p95: float | None = None
+        for row in rows:
+            arms[row["role"]] = ArmFigures(
+                n=int(row["n"]),
+                errors=int(row["errors"] or 0),
+                p95_ms=None if row["p95_ms"] is None else float(row["p95_ms"]),
+                over_limit=int(row["over_limit"] or 0),
+                over_relative=int(row["over_relative"] or 0),
+                negative_feedback=int(row["negative_feedback"] or 0),
+            )
+            if row["champion_p95_ms"] is not None:
+                champion_p95 = float(row["champion_p95_ms"])
+    return StageFigures(
+        rollout_id=rollout_id,
+        since=since,
+        until=until,
+        champion=arms.get("champion", ArmFigures()),
+        candidate=arms.get("candidate", ArmFigures()),
+        latency_limit_ms=latency_limit_ms,
+        relative_threshold_ms=None if champion_p95 is None else champion_p95 * relative,
+    )

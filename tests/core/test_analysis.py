@@ -1,0 +1,137 @@
+"""Stage figures are SQL in the database: same answers on SQLite and Postgres as numpy's."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, insert
+
+from core.analysis import stage_figures
+from core.db import Feedback, Traffic, utcnow
+
+
+def _rows(rollout_id: int, role: str, latencies: list[float], start, *, errors: int = 0):
+    return [
+        {
+            "request_id": f"{role[:2]}-{rollout_id}-{i}",
+            "ts": start + timedelta(milliseconds=i),
+            "env": "dev",
+            "user_id": f"u{i}",
+            "rollout_id": rollout_id,
+            "model_name": "intent-classifier",
+            "model_version": "2" if role == "candidate" else "1",
+            "role": role,
+            "input_text": "hello",
+            "output": "greet",
+            "latency_ms": lat,
+            "error": "boom" if i < errors else None,
+        }
+        for i, lat in enumerate(latencies)
+    ]
+
+
+def test_stage_figures_match_numpy_on_both_backends(engine: Engine) -> None:
+    rng = np.random.default_rng(7)
+    start = utcnow() - timedelta(minutes=5)
+    champ = rng.lognormal(3.0, 0.4, size=501).round(3).tolist()
+    cand = rng.lognormal(3.5, 0.4, size=37).round(3).tolist()
+    rows = _rows(1, "champion", champ, start, errors=4) + _rows(
+        1, "candidate", cand, start, errors=3
+    )
+    # a candidate failure answered by the champion: not counted for the champion arm
+    rows += [dict(rows[-1], role="fallback", request_id="ca-1-0", latency_ms=999.0, error=None)]
+    # other rollouts and roles, and rows outside the window, are ignored
+    rows += _rows(2, "champion", [5000.0] * 10, start)
+    rows += _rows(1, "shadow", [5000.0] * 10, start)
+    rows += _rows(1, "champion", [5000.0] * 10, start - timedelta(hours=2))
+    feedback = [
+        {
+            "request_id": "ca-1-0",
+            "ts": start + timedelta(minutes=1),
+            "kind": "thumbs",
+            "value": "down",
+        },
+        {
+            "request_id": "ca-1-0",
+            "ts": start + timedelta(minutes=1),
+            "kind": "thumbs",
+            "value": "down",
+        },
+        {
+            "request_id": "ca-1-1",
+            "ts": start + timedelta(minutes=1),
+            "kind": "thumbs",
+            "value": "up",
+        },
+        {
+            "request_id": "ch-1-5",
+            "ts": start + timedelta(minutes=1),
+            "kind": "thumbs",
+            "value": "down",
+        },
+        {
+            "request_id": "ch-1-6",
+            "ts": start + timedelta(minutes=1),
+            "kind": "label",
+            "value": "down",
+        },
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(Traffic), rows)
+        conn.execute(insert(Feedback), feedback)
+
+    figures = stage_figures(
+        engine, 1, since=start, until=utcnow(), latency_limit_ms=40.0, p95_margin=0.5
+    )
+
+    assert figures.champion.n == 501
+    assert figures.champion.errors == 4
+    assert figures.champion.p95_ms == pytest.approx(np.percentile(champ, 95), rel=1e-9)
+    assert figures.candidate.n == 37
+    assert figures.candidate.errors == 3
+    assert figures.candidate.p95_ms == pytest.approx(np.percentile(cand, 95), rel=1e-9)
+    assert figures.champion.over_limit == int((np.array(champ) > 40.0).sum())
+    threshold = np.percentile(champ, 95) * 1.5
+    assert figures.relative_threshold_ms == pytest.approx(threshold)
+    assert figures.candidate.over_relative == int((np.array(cand) > threshold).sum())
+    assert figures.candidate.negative_feedback == 1
+    assert figures.champion.negative_feedback == 1
+    assert figures.as_dict()["candidate"]["error_rate"] == pytest.approx(3 / 37, abs=1e-6)
+
+
+def test_stage_figures_empty_window_returns_zero_arms(engine: Engine) -> None:
+    now = utcnow()
+    figures = stage_figures(
+        engine,
+        99,
+        since=now - timedelta(minutes=1),
+        until=now,
+        latency_limit_ms=250,
+        p95_margin=0.5,
+    )
+    assert figures.champion.n == 0
+    assert figures.candidate.p95_ms is None
+    assert figures.relative_threshold_ms is None
+    assert figures.candidate.error_rate == 0.0
+
+
+@pytest.mark.parametrize("size", [1, 2, 20, 21])
+def test_stage_figures_p95_small_samples_interpolate_like_percentile_cont(
+    engine: Engine, size: int
+) -> None:
+    start = utcnow() - timedelta(minutes=1)
+    latencies = [float(v) for v in range(size, 0, -1)]
+    with engine.begin() as conn:
+        conn.execute(insert(Traffic), _rows(3, "champion", latencies, start))
+    figures = stage_figures(
+        engine, 3, since=start, until=utcnow(), latency_limit_ms=250, p95_margin=0.5
+    )
+    assert figures.champion.p95_ms == pytest.approx(np.percentile(latencies, 95))
+
+
+def test_stage_figures_naive_time_is_refused(engine: Engine) -> None:
+    naive = utcnow().replace(tzinfo=None)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        stage_figures(engine, 1, since=naive, until=naive, latency_limit_ms=1, p95_margin=0)
