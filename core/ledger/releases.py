@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from core.db import Release, session_scope, utcnow
+from core.ledger.transactions import lock_env, write_transaction
 
 ENVIRONMENTS = ("dev", "stg", "prd")
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
@@ -95,22 +96,34 @@ def record_release_in(
     code_version: str,
     image_version: str,
     model_versions: Mapping[str, str],
-    artifact_digests: Mapping[str, str],
+    artifact_digests: Mapping[str, str | None],
     reason: str,
     actor: str = "system",
     at: datetime | None = None,
+    replace_models: bool = False,
 ) -> ReleaseRecord:
     """Append a release inside an open transaction (so callers can pair it with other writes).
 
     Models not named in `model_versions` keep the versions of the current release, so a
-    release always describes everything that runs in the env.
+    release always describes everything that runs in the env; with `replace_models` the
+    release holds exactly `model_versions` (a rollback to an earlier state). A digest of
+    None means "unknown": the model's old digest is dropped rather than carried over.
+
+    Raises:
+        NotFoundError: for an unknown env.
     """
     check_env(env)
+    lock_env(session, env)
     parent = _current_row(session, env)
-    versions = dict(parent.model_versions) if parent else {}
-    digests = dict(parent.artifact_digests) if parent else {}
+    versions = dict(parent.model_versions) if parent and not replace_models else {}
+    digests = dict(parent.artifact_digests) if parent and not replace_models else {}
     versions.update({k: str(v) for k, v in model_versions.items()})
-    digests.update({k: str(v) for k, v in artifact_digests.items()})
+    for name, digest in artifact_digests.items():
+        if digest is None:
+            digests.pop(name, None)
+        else:
+            digests[name] = str(digest)
+    digests = {name: d for name, d in digests.items() if name in versions}
     row = Release(
         env=env,
         created_at=at or utcnow(),
@@ -130,7 +143,7 @@ def record_release_in(
 
 def record_release(engine: Engine, **kwargs: object) -> ReleaseRecord:
     """Append a release in its own transaction; see `record_release_in` for the arguments."""
-    with session_scope(engine) as session:
+    with write_transaction(engine) as session:
         return record_release_in(session, **kwargs)  # type: ignore[arg-type]
 
 

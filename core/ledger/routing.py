@@ -54,11 +54,12 @@ def routing_state(engine: Engine, env: str) -> dict[str, RoutingState]:
             states[r.model_name] = RoutingState(
                 model_name=r.model_name,
                 champion_version=r.champion_version,
-                mode="shadow" if r.status == "shadow" else "canary",
+                # a paused rollout keeps serving as it was: shadow (stage -1) or canary
+                mode="shadow" if r.status == "shadow" or r.stage_index < 0 else "canary",
                 candidate_version=r.candidate_version,
                 rollout_id=r.id,
                 salt=r.salt,
-                percent=r.percent if r.status != "shadow" else 0.0,
+                percent=r.percent if r.stage_index >= 0 else 0.0,
                 status=r.status,
             )
         return states
