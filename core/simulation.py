@@ -1,0 +1,251 @@
+"""Seeded simulation of many rollouts through the real controller decision code.
+
+Each simulated rollout receives traffic tick by tick (one tick = one controller run):
+requests are split between the arms by the stage percent, errors and negative feedback
+are Bernoulli draws per request, latencies are lognormal draws kept as a fine log-spaced
+histogram per arm and stage. After every tick the stage's cumulative figures are turned
+into a `StageFigures` (the same type the SQL analysis returns) and passed to
+`core.controller.decide`, exactly as the reconciler does; the rollout then advances,
+promotes, rolls back or holds. Runs are vectorised with numpy across rollouts; only the
+decision itself is a per-rollout Python call.
+
+Used by tests (A/A false-rollback rate, power against a 2x error rate, the latency gate)
+and documented in docs/statistics.md.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from scipy import stats
+
+from core.analysis import ArmFigures, StageFigures
+from core.controller import CanaryPolicy, decide
+
+# Latency histogram: log-spaced bins from 0.5 ms to 20 s (about 2% wide each).
+_EDGES = np.geomspace(0.5, 20_000.0, 512)
+_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """How one model behaves: error rate, negative-feedback rate, lognormal latency."""
+
+    error_rate: float
+    negative_feedback_rate: float
+    latency_median_ms: float
+    latency_sigma: float = 0.35
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A population of rollouts: traffic per tick, tick length, both arms, time limit."""
+
+    name: str
+    champion: Arm
+    candidate: Arm
+    requests_per_tick: int = 6_000
+    tick_seconds: float = 60.0
+    max_ticks: int = 400
+
+
+@dataclass(slots=True)
+class SimulationResult:
+    """Per rollout: the final action, stage index at the end, ticks used, breaches."""
+
+    scenario: Scenario
+    outcomes: list[str]
+    final_stage: list[int]
+    ticks: list[int]
+    breaches: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def runs(self) -> int:
+        """Number of simulated rollouts."""
+        return len(self.outcomes)
+
+    def rate(self, outcome: str) -> float:
+        """Share of rollouts that ended with `outcome` (rollback, promote or undecided)."""
+        return sum(o == outcome for o in self.outcomes) / self.runs
+
+    def rollback_within(self, stages: int) -> float:
+        """Share of rollouts rolled back while at one of the first `stages` stages."""
+        hits = sum(
+            o == "rollback" and s < stages
+            for o, s in zip(self.outcomes, self.final_stage, strict=True)
+        )
+        return hits / self.runs
+
+
+def _bin_probabilities(arm: Arm, factor: float = 1.0) -> np.ndarray:
+    """Probability of each histogram bin (below-first and above-last mass folded in)."""
+    dist = stats.lognorm(s=arm.latency_sigma, scale=arm.latency_median_ms * factor)
+    cdf = dist.cdf(_EDGES)
+    probs = np.diff(cdf)
+    probs[0] += cdf[0]
+    probs[-1] += 1.0 - cdf[-1]
+    return probs / probs.sum()
+
+
+def _p95(hist: np.ndarray) -> np.ndarray:
+    """p95 per row of a histogram matrix, interpolated in log space inside the bin."""
+    n = hist.sum(axis=1)
+    cum = hist.cumsum(axis=1)
+    target = 0.95 * n
+    idx = (cum < target[:, None]).sum(axis=1).clip(0, hist.shape[1] - 1)
+    rows = np.arange(hist.shape[0])
+    before = np.where(idx > 0, cum[rows, idx - 1], 0)
+    inside = np.maximum(hist[rows, idx], 1)
+    frac = np.clip((target - before) / inside, 0.0, 1.0)
+    log_lo, log_hi = np.log(_EDGES[idx]), np.log(_EDGES[idx + 1])
+    p95 = np.exp(log_lo + frac * (log_hi - log_lo))
+    return np.where(n > 0, p95, np.nan)
+
+
+def _count_above(hist: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Requests slower than each row's threshold (linear share of the straddling bin)."""
+    counts = np.zeros(hist.shape[0], dtype=np.int64)
+    ok = np.isfinite(thresholds)
+    if not ok.any():
+        return counts
+    t = np.clip(thresholds[ok], _EDGES[0], _EDGES[-1])
+    idx = np.searchsorted(_EDGES, t, side="right") - 1
+    idx = idx.clip(0, hist.shape[1] - 1)
+    rows = np.nonzero(ok)[0]
+    sub = hist[rows]
+    # tail[:, j] = requests in bins j.. (a zero column appended for "nothing above")
+    tail = np.concatenate(
+        [np.cumsum(sub[:, ::-1], axis=1)[:, ::-1], np.zeros((len(rows), 1), np.int64)], axis=1
+    )
+    above_bins = tail[np.arange(len(rows)), idx + 1]
+    lo, hi = np.log(_EDGES[idx]), np.log(_EDGES[idx + 1])
+    share = (hi - np.log(t)) / (hi - lo)
+    counts[rows] = np.rint(above_bins + share * sub[np.arange(len(rows)), idx]).astype(np.int64)
+    return counts
+
+
+def simulate_rollouts(
+    scenario: Scenario, policy: CanaryPolicy, *, runs: int, seed: int
+) -> SimulationResult:
+    """Simulate `runs` rollouts of `scenario` under `policy`, seeded, through `decide`.
+
+    A rollout that neither promotes nor rolls back within `scenario.max_ticks` ends as
+    `undecided`.
+    """
+    rng = np.random.default_rng(seed)
+    bins = len(_EDGES) - 1
+    probs = {
+        "champion": _bin_probabilities(scenario.champion),
+        "candidate": _bin_probabilities(scenario.candidate),
+    }
+    arms = {"champion": scenario.champion, "candidate": scenario.candidate}
+    stages = np.array(policy.stages)
+
+    stage = np.zeros(runs, dtype=np.int64)
+    stage_start = np.zeros(runs, dtype=np.int64)
+    active = np.ones(runs, dtype=bool)
+    outcomes = ["undecided"] * runs
+    ticks = [scenario.max_ticks] * runs
+    breaches: Counter[str] = Counter()
+    counts = {
+        role: {
+            "n": np.zeros(runs, dtype=np.int64),
+            "errors": np.zeros(runs, dtype=np.int64),
+            "negative": np.zeros(runs, dtype=np.int64),
+            "hist": np.zeros((runs, bins), dtype=np.int64),
+        }
+        for role in arms
+    }
+
+    for tick in range(1, scenario.max_ticks + 1):
+        live = np.nonzero(active)[0]
+        if live.size == 0:
+            break
+        # traffic of this tick, for every live rollout at once
+        n_cand = rng.binomial(scenario.requests_per_tick, stages[stage[live]] / 100.0)
+        served = {"candidate": n_cand, "champion": scenario.requests_per_tick - n_cand}
+        for role, n in served.items():
+            c = counts[role]
+            c["n"][live] += n
+            c["errors"][live] += rng.binomial(n, arms[role].error_rate)
+            c["negative"][live] += rng.binomial(n, arms[role].negative_feedback_rate)
+            c["hist"][live] += rng.multinomial(n, probs[role])
+
+        # the same figures the SQL analysis would return for the stage so far
+        p95 = {role: _p95(counts[role]["hist"][live]) for role in arms}
+        relative = p95["champion"] * (1.0 + policy.p95_margin)
+        cand_hist = counts["candidate"]["hist"][live]
+        over_limit = _count_above(cand_hist, np.full(live.size, policy.p95_max_ms))
+        over_relative = _count_above(cand_hist, relative)
+
+        for j, run in enumerate(live):
+            arm_figures = {
+                role: ArmFigures(
+                    n=int(counts[role]["n"][run]),
+                    errors=int(counts[role]["errors"][run]),
+                    p95_ms=None if np.isnan(p95[role][j]) else float(p95[role][j]),
+                    over_limit=int(over_limit[j]) if role == "candidate" else 0,
+                    over_relative=int(over_relative[j]) if role == "candidate" else 0,
+                    negative_feedback=int(counts[role]["negative"][run]),
+                )
+                for role in arms
+            }
+            since = _EPOCH + timedelta(seconds=float(stage_start[run]) * scenario.tick_seconds)
+            figures = StageFigures(
+                rollout_id=int(run),
+                since=since,
+                until=_EPOCH + timedelta(seconds=tick * scenario.tick_seconds),
+                champion=arm_figures["champion"],
+                candidate=arm_figures["candidate"],
+                latency_limit_ms=policy.p95_max_ms,
+                relative_threshold_ms=None if np.isnan(relative[j]) else float(relative[j]),
+            )
+            verdict = decide(figures, stage_index=int(stage[run]), policy=policy)
+            if verdict.action in ("rollback", "promote"):
+                active[run] = False
+                outcomes[run] = verdict.action
+                ticks[run] = tick
+                breaches.update(verdict.breaches)
+            elif verdict.action == "advance":
+                stage[run] += 1
+                stage_start[run] = tick
+                for c in counts.values():
+                    c["n"][run] = c["errors"][run] = c["negative"][run] = 0
+                    c["hist"][run] = 0
+
+    return SimulationResult(
+        scenario=scenario,
+        outcomes=outcomes,
+        final_stage=[int(s) for s in stage],
+        ticks=ticks,
+        breaches=breaches,
+    )
+
+
+def _default_champion() -> Arm:
+    return Arm(error_rate=0.02, negative_feedback_rate=0.10, latency_median_ms=40.0)
+
+
+def aa_scenario() -> Scenario:
+    """Candidate identical to the champion (any rollback is a false alarm)."""
+    champion = _default_champion()
+    return Scenario("A/A", champion=champion, candidate=champion)
+
+
+def double_error_scenario() -> Scenario:
+    """Candidate with twice the champion's error rate (2% -> 4%)."""
+    champion = _default_champion()
+    candidate = Arm(0.04, champion.negative_feedback_rate, champion.latency_median_ms)
+    return Scenario("2x error rate", champion=champion, candidate=candidate)
+
+
+def triple_latency_scenario() -> Scenario:
+    """Candidate 3x slower (every latency, hence p95, times 3)."""
+    champion = _default_champion()
+    candidate = Arm(
+        champion.error_rate, champion.negative_feedback_rate, champion.latency_median_ms * 3
+    )
+    return Scenario("3x p95 latency", champion=champion, candidate=candidate)
