@@ -1,0 +1,70 @@
+"""The router app factory: `create_app(settings)` returns a FastAPI app whose lifespan
+starts and stops the rollout-state poller, shadow workers and traffic writer. Nothing
+starts at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from config import Settings, get_settings
+from serving.limits import BodySizeLimit
+from serving.model_cache import ModelSource
+from serving.rollout_state import StateReader
+from serving.routes import router
+from serving.service import RouterService
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    model_source: ModelSource | None = None,
+    engine: Engine | None = None,
+    state_reader: StateReader | None = None,
+    shadow_in_canary: bool = True,
+) -> FastAPI:
+    """Build the router app.
+
+    settings: defaults to `get_settings()` (read when called, not at import).
+    model_source: defaults to `core.registry.ModelRegistry.from_settings(settings)`.
+    engine: the state database; defaults to one on DATABASE_URL with short timeouts.
+        The router does not migrate it (`sml db upgrade` does).
+    state_reader: defaults to `core.ledger.routing_state(engine, ENVIRONMENT)`.
+    shadow_in_canary: in canary mode, also shadow the candidate for champion-arm users.
+
+    The running `RouterService` is `app.state.service` once the lifespan has started.
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = RouterService.from_settings(
+            settings,
+            model_source=model_source,
+            engine=engine,
+            state_reader=state_reader,
+            shadow_in_canary=shadow_in_canary,
+        )
+        service.start()
+        app.state.service = service
+        try:
+            yield
+        finally:
+            # joins threads and flushes the traffic buffer: keep it off the event loop
+            await anyio.to_thread.run_sync(service.stop)
+            if engine is None:
+                service.engine.dispose()
+
+    app = FastAPI(
+        title="Stateful ML router",
+        summary="Predictions with sticky canary routing, online shadow and fallback.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.ROUTER_MAX_BODY_BYTES)
+    app.include_router(router)
+    return app

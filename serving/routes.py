@@ -1,0 +1,115 @@
+"""HTTP routes of the router. Thin: validate, call RouterService, shape the answer.
+
+No route changes rollout state: that goes through the ledger (CLI, flows).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from serving.limits import validation_detail
+from serving.schemas import (
+    FeedbackRequest,
+    FeedbackResponse,
+    HealthResponse,
+    ModelReadiness,
+    PredictRequest,
+    PredictResponse,
+    ReadyResponse,
+)
+from serving.service import ChampionError, ModelNotServedError, NotReadyError, RouterService
+
+router = APIRouter()
+
+
+async def get_service(request: Request) -> RouterService:
+    """The app's RouterService (created by the lifespan)."""
+    service: RouterService = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[RouterService, Depends(get_service)]
+
+
+@router.post("/predict", response_model=PredictResponse)
+async def predict(body: PredictRequest, service: ServiceDep) -> PredictResponse:
+    """Classify a text with the model version this user is routed to."""
+    limit = service.settings.ROUTER_MAX_TEXT_CHARS
+    if len(body.text) > limit:
+        raise RequestValidationError(
+            validation_detail(
+                ["body", "text"],
+                f"text is {len(body.text)} characters; the limit is {limit}",
+                "string_too_long",
+            )
+        )
+    try:
+        result = await service.predict(
+            body.text, user_id=body.user_id, request_id=body.request_id, model=body.model
+        )
+    except ModelNotServedError as exc:
+        raise RequestValidationError(
+            validation_detail(["body", "model"], str(exc), "value_error")
+        ) from exc
+    except NotReadyError as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
+    except ChampionError as exc:
+        raise HTTPException(status_code=500, detail=str(exc)) from exc
+    return PredictResponse(
+        request_id=result.request_id,
+        intent=result.intent,
+        model_version=result.model_version,
+        role=result.role,  # type: ignore[arg-type]
+    )
+
+
+@router.post("/feedback", response_model=FeedbackResponse, status_code=202)
+async def feedback(body: FeedbackRequest, service: ServiceDep) -> FeedbackResponse:
+    """Record thumbs or a true label for a served request (written in batches)."""
+    service.feedback(body.request_id, body.kind, body.value)
+    return FeedbackResponse(request_id=body.request_id)
+
+
+@router.get("/health", response_model=HealthResponse)
+async def health() -> HealthResponse:
+    """Liveness: the process answers."""
+    return HealthResponse()
+
+
+@router.get("/ready", response_model=ReadyResponse)
+async def ready(service: ServiceDep) -> JSONResponse:
+    """Readiness: 200 once every model's champion is loaded, else 503 with the reason."""
+    plans = service.plans()
+    models = {}
+    for name in service.models:
+        plan = plans.get(name)
+        if plan is None:
+            models[name] = ModelReadiness(champion_version=None, mode=None)
+            continue
+        s = plan.state
+        models[name] = ModelReadiness(
+            champion_version=s.champion_version,
+            mode=s.mode,
+            candidate_version=s.candidate_version,
+            candidate_loaded=plan.candidate is not None,
+            percent=s.percent,
+            rollout_id=s.rollout_id,
+        )
+    missing = [name for name in service.models if name not in plans]
+    body = ReadyResponse(
+        ready=not missing,
+        reason=f"no champion loaded for {', '.join(missing)}" if missing else None,
+        models=models,
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if not missing else 503)
+
+
+@router.get("/metrics")
+async def metrics(service: ServiceDep) -> Response:
+    """Prometheus metrics of this router."""
+    return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,104 @@
+"""Request and response bodies of the router (separate from the table models).
+
+Field limits that depend on settings (text length, body size) are checked by the routes
+and the body-size middleware; the fixed formats (ids, kinds) are checked here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Ids are logged and joined on: keep them short, printable and free of separators that
+# would need escaping in logs or CSV exports.
+USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+
+# What /feedback accepts for thumbs; core.analysis counts down/-1/0/negative/bad as negative.
+THUMBS_VALUES = ("up", "down", "1", "+1", "-1", "0", "positive", "negative", "good", "bad")
+
+Role = Literal["champion", "candidate", "shadow", "fallback"]
+
+
+class PredictRequest(BaseModel):
+    """A text to classify, with the ids used for sticky routing and feedback joins."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str = Field(min_length=1, description="the input text (limit: ROUTER_MAX_TEXT_CHARS)")
+    user_id: str | None = Field(
+        None,
+        pattern=USER_ID_PATTERN,
+        description="stable user id: the same user stays in the same arm of a rollout",
+    )
+    request_id: str | None = Field(
+        None, pattern=REQUEST_ID_PATTERN, description="client request id; generated if absent"
+    )
+    model: str | None = Field(
+        None,
+        pattern=MODEL_NAME_PATTERN,
+        description="model family to ask (one of MODELS); default: the primary model",
+    )
+
+
+class PredictResponse(BaseModel):
+    """The answer, which version gave it, and in which role."""
+
+    request_id: str
+    intent: str
+    model_version: str
+    role: Role
+
+
+class FeedbackRequest(BaseModel):
+    """Feedback on a served prediction, joined to traffic by request id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: str = Field(pattern=REQUEST_ID_PATTERN)
+    kind: Literal["thumbs", "label"]
+    value: str = Field(
+        min_length=1,
+        max_length=128,
+        description="thumbs: up|down (or 1/-1, good/bad); label: the true intent",
+    )
+
+    @model_validator(mode="after")
+    def _check_thumbs(self) -> FeedbackRequest:
+        if self.kind == "thumbs" and self.value not in THUMBS_VALUES:
+            raise ValueError(f"thumbs feedback must be one of {', '.join(THUMBS_VALUES)}")
+        return self
+
+
+class FeedbackResponse(BaseModel):
+    """Feedback is buffered and written in batches, like traffic."""
+
+    request_id: str
+    accepted: bool = True
+
+
+class HealthResponse(BaseModel):
+    """Liveness: the process answers."""
+
+    status: Literal["ok"] = "ok"
+
+
+class ModelReadiness(BaseModel):
+    """What one model serves right now."""
+
+    champion_version: str | None
+    mode: str | None
+    candidate_version: str | None = None
+    candidate_loaded: bool = False
+    percent: float = 0.0
+    rollout_id: int | None = None
+
+
+class ReadyResponse(BaseModel):
+    """Readiness: every model this environment ships has its champion loaded."""
+
+    ready: bool
+    reason: str | None = None
+    models: dict[str, ModelReadiness] = Field(default_factory=dict)
