@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.ledger import register as register_ledger
-from cli.serve import serve
 from config import ConfigError, load_settings, masked_items
 from core.errors import SmlError
 
@@ -26,7 +25,6 @@ app = typer.Typer(
 db_app = typer.Typer(help="State database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 register_ledger(app)
-app.command("serve")(serve)
 
 console = Console()
 
