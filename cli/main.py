@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.ledger import register as register_ledger
+from cli.serve import serve
 from config import ConfigError, load_settings, masked_items
 from core.errors import SmlError
 
@@ -25,6 +26,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="State database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 register_ledger(app)
+app.command("serve")(serve)
 
 console = Console()
 
