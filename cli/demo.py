@@ -13,6 +13,7 @@ from rich.console import Console
 from config import Settings, load_settings
 from core.db import make_engine, upgrade
 from core.db.engine import table_names
+from create_data import step_source_data
 
 
 def step_migrate(settings: Settings, console: Console) -> None:
@@ -25,6 +26,7 @@ def step_migrate(settings: Settings, console: Console) -> None:
 
 STEPS: list[tuple[str, Callable[[Settings, Console], None]]] = [
     ("state database", step_migrate),
+    ("source data", step_source_data),
 ]
 
 

@@ -1,0 +1,232 @@
+"""create_data.py: deterministic synthetic queries with real drift, written idempotently."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.console import Console
+from sqlalchemy import text
+
+import create_data
+from config import load_settings
+from core.db.engine import make_engine
+from core.errors import DataError
+from core.source import read_queries
+
+ROOT = Path(__file__).resolve().parents[1]
+END = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def test_generate_queries_same_seed_gives_identical_frames() -> None:
+    first = create_data.generate_queries(500, seed=7, end=END)
+    second = create_data.generate_queries(500, seed=7, end=END)
+    other = create_data.generate_queries(500, seed=8, end=END)
+
+    pd.testing.assert_frame_equal(first, second)
+    assert set(first["query_id"]).isdisjoint(other["query_id"])
+
+
+def test_generate_queries_more_rows_keeps_the_first_rows_unchanged() -> None:
+    small = create_data.generate_queries(200, seed=3, end=END).set_index("query_id")
+    large = create_data.generate_queries(400, seed=3, end=END).set_index("query_id")
+
+    assert set(small.index) <= set(large.index)
+    pd.testing.assert_frame_equal(small, large.loc[small.index])
+
+
+def test_generate_queries_has_schema_intents_and_time_range() -> None:
+    frame = create_data.generate_queries(3_000, seed=1, end=END, days=180)
+
+    assert list(frame.columns) == ["query_id", "text", "intent", "created_at", "channel", "locale"]
+    assert str(frame["created_at"].dt.tz) == "UTC"
+    assert frame["created_at"].min() >= END - timedelta(days=180)
+    assert frame["created_at"].max() <= END
+    assert frame["created_at"].is_monotonic_increasing
+    assert frame["query_id"].is_unique
+    assert frame["intent"].nunique() >= 8
+    assert (frame["text"].str.strip() != "").all()
+    # many phrasings per intent, not one sentence each
+    assert frame.groupby("intent")["text"].nunique().min() >= 30
+
+
+def test_generate_queries_contains_typos_casing_and_fillers() -> None:
+    frame = create_data.generate_queries(3_000, seed=1, end=END)
+    clean = {
+        p.split("{")[0].strip()
+        for phrasings in create_data.PHRASINGS.values()
+        for era in phrasings.values()
+        for p in era
+    }
+    texts = frame["text"]
+
+    assert texts.str.isupper().any()
+    assert texts.str.match(r"^(hi|hello|hey|um|excuse me|good morning|quick question)\b").any()
+    # a typo leaves a word no template has
+    vocabulary = {w for p in clean for w in p.split()}
+    unknown = texts.str.lower().str.split().explode().str.strip("?!.,")
+    assert (~unknown.isin(vocabulary)).sum() > 100
+
+
+def test_generate_queries_newer_rows_use_vocabulary_older_rows_lack() -> None:
+    frame = create_data.generate_queries(6_000, seed=5, end=END)
+    oldest = frame.iloc[:1_500]["text"].str.lower()
+    newest = frame.iloc[-1_500:]["text"].str.lower()
+    marker = r"\b(?:" + "|".join(create_data.MODERN_MARKERS) + r")\b"
+
+    assert oldest.str.contains(marker).mean() < 0.01
+    assert newest.str.contains(marker).mean() > 0.4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [42, 7])
+def test_train_on_recent_data_beats_old_data_on_recent_holdout(seed: int) -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    frame = create_data.generate_queries(6_000, seed=seed, end=END)
+    cut = int(len(frame) * 0.85)
+    holdout = frame.iloc[cut:]
+    old = frame.iloc[:1_500]
+    recent = frame.iloc[cut - 1_500 : cut]
+
+    def accuracy(train: pd.DataFrame) -> float:
+        model = make_pipeline(TfidfVectorizer(sublinear_tf=True), LogisticRegression(max_iter=1000))
+        model.fit(train["text"], train["intent"])
+        return float((model.predict(holdout["text"]) == holdout["intent"]).mean())
+
+    old_accuracy, recent_accuracy = accuracy(old), accuracy(recent)
+
+    assert recent_accuracy - old_accuracy >= 0.05, (old_accuracy, recent_accuracy)
+    # noise and vague queries keep even the good model below perfect
+    assert recent_accuracy < 0.99
+    assert (old_accuracy, recent_accuracy) == (accuracy(old), accuracy(recent))
+
+
+def test_create_source_table_twice_gives_the_same_row_count(db_url: str) -> None:
+    inserted = create_data.create_source_table(db_url, rows=1_200, seed=11, end=END)
+    again = create_data.create_source_table(db_url, rows=1_200, seed=11, end=END)
+    engine = make_engine(db_url)
+
+    assert (inserted, again) == (1_200, 0)
+    assert create_data.count_rows(engine) == 1_200
+    engine.dispose()
+
+
+def test_create_source_table_more_rows_adds_only_the_new_ones(db_url: str) -> None:
+    create_data.create_source_table(db_url, rows=300, seed=11, end=END)
+
+    added = create_data.create_source_table(db_url, rows=500, seed=11, end=END)
+
+    assert added == 200
+
+
+def test_create_source_table_reset_recreates_the_table(db_url: str) -> None:
+    create_data.create_source_table(db_url, rows=300, seed=1, end=END)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("DELETE FROM queries WHERE query_id IN (SELECT query_id FROM queries LIMIT 5)")
+        )
+
+    inserted = create_data.create_source_table(db_url, rows=100, seed=2, end=END, reset=True)
+
+    assert inserted == 100
+    assert create_data.count_rows(engine) == 100
+    engine.dispose()
+
+
+def test_create_source_table_stores_aware_utc_timestamps_readable_back(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_data.create_source_table(db_url, rows=250, seed=4, end=END)
+    monkeypatch.setenv("SOURCE_DATABASE_URL", db_url)
+
+    frame = read_queries(load_settings())
+    expected = create_data.generate_queries(250, seed=4, end=END)
+
+    pd.testing.assert_frame_equal(frame, expected[["query_id", "text", "intent", "created_at"]])
+
+
+def test_create_source_table_rejects_a_bad_table_name(sqlite_url: str) -> None:
+    with pytest.raises(DataError, match="not a valid identifier"):
+        create_data.create_source_table(sqlite_url, rows=1, seed=1, table="queries; drop")
+
+
+def test_generate_queries_rejects_a_naive_end() -> None:
+    with pytest.raises(DataError, match="timezone-aware"):
+        create_data.generate_queries(10, seed=1, end=datetime(2026, 1, 1))
+
+
+def test_create_source_table_unreachable_postgres_is_one_clear_error() -> None:
+    from core.source import SourceUnavailableError
+
+    url = "postgresql://u:sentinel-pw@127.0.0.1:1/nowhere"
+    with pytest.raises(SourceUnavailableError, match="could not reach") as caught:
+        create_data.create_source_table(url, rows=1, seed=1)
+    assert "sentinel-pw" not in str(caught.value)
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "create_data.py"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "120"},
+        cwd=ROOT,
+        timeout=300,
+    )
+
+
+def test_create_data_cli_twice_gives_the_same_row_count(isolated_settings: Path) -> None:
+    first = _run_cli("--rows", "400", "--seed", "9", "--days", "60")
+    second = _run_cli("--rows", "400", "--seed", "9", "--days", "60")
+    engine = make_engine(f"sqlite:///{isolated_settings}/source.db")
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert re.search(r"^400 new row\(s\)", first.stdout, re.MULTILINE)
+    assert re.search(r"^0 new row\(s\).*\(400 already present\)", second.stdout, re.MULTILINE)
+    assert "rows per month" in second.stdout
+    assert create_data.count_rows(engine) == 400
+    engine.dispose()
+
+
+def test_create_data_cli_bad_setting_is_one_line_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATABASE_URL", "nonsense")
+
+    result = _run_cli("--rows", "10")
+
+    assert result.returncode == 2
+    assert "SOURCE_DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_step_source_data_fills_and_summarizes(isolated_settings: Path) -> None:
+    console = Console(record=True, width=120)
+    settings = load_settings()
+
+    create_data.step_source_data(settings, console)
+    create_data.step_source_data(settings, console)
+    output = console.export_text()
+
+    assert re.search(rf"^{create_data.DEFAULT_ROWS} new row\(s\)", output, re.MULTILINE)
+    assert re.search(r"^0 new row\(s\)", output, re.MULTILINE)
+    assert "rows per intent" in output
+    assert "app-era share" in output
+
+
+def test_demo_steps_create_data_after_migrate() -> None:
+    from cli.demo import STEPS
+
+    functions = [fn for _, fn in STEPS]
+
+    assert create_data.step_source_data in functions
+    assert functions.index(create_data.step_source_data) > 0
