@@ -1,0 +1,116 @@
+"""Factories for tests: a real MLflow registry in a temp dir, and real registered models.
+
+`train_and_register` trains the real `intent-classifier` pipeline on a small synthetic
+snapshot (create_data.generate_queries, fixed end date) and registers it, in a few
+seconds, so router, ledger and canary tests can use real versions. `faulty_config` and
+`slow_config` give the test/demo-only knobs of the model family:
+
+    v_bad = train_and_register(registry, config=faulty_config(0.3), alias="candidate")
+    v_slow = train_and_register(registry, config=slow_config(2.0))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from core.registry import ModelRegistry, ModelVersionInfo
+from models import get_family
+from models.evaluation import evaluate
+from models.intent_classifier import IntentClassifierConfig
+from models.training import snapshot_digest, validate_training_frame
+
+#: The synthetic data's end date in tests, so snapshots are identical on every day.
+DATA_END = datetime(2026, 11, 1, tzinfo=UTC)
+SMALL_ROWS = 1_500
+SEED = 7
+
+
+@lru_cache(maxsize=8)
+def _frame(rows: int, seed: int) -> pd.DataFrame:
+    from create_data import generate_queries
+
+    return generate_queries(rows, seed, end=DATA_END)
+
+
+def training_frame(rows: int = SMALL_ROWS, seed: int = SEED) -> pd.DataFrame:
+    """A synthetic source snapshot (columns query_id, text, intent, created_at), a copy."""
+    return _frame(rows, seed)[["query_id", "text", "intent", "created_at"]].copy()
+
+
+def make_registry(
+    tmp_path: Path, *, image_version: str = "test-image", code_version: str = "0.1.0+test"
+) -> ModelRegistry:
+    """A registry on a fresh sqlite tracking store and artifact folder under `tmp_path`."""
+    return ModelRegistry(
+        f"sqlite:///{tmp_path}/mlflow.db",
+        tmp_path / "model-cache",
+        str(tmp_path / "mlartifacts"),
+        experiment="tests",
+        image_version=image_version,
+        code_version=code_version,
+    )
+
+
+def faulty_config(fault_rate: float = 0.2, **overrides: object) -> IntentClassifierConfig:
+    """TEST ONLY: a config whose model raises `InjectedFaultError` on ~fault_rate of inputs."""
+    return IntentClassifierConfig.model_validate({"fault_rate": fault_rate, **overrides})
+
+
+def slow_config(extra_latency_ms: float = 2.0, **overrides: object) -> IntentClassifierConfig:
+    """TEST ONLY: a config whose model sleeps `extra_latency_ms` per input."""
+    return IntentClassifierConfig.model_validate(
+        {"extra_latency_ms": extra_latency_ms, **overrides}
+    )
+
+
+def train_and_register(
+    registry: ModelRegistry,
+    *,
+    name: str = "intent-classifier",
+    config: IntentClassifierConfig | Mapping[str, object] | None = None,
+    rows: int = SMALL_ROWS,
+    seed: int = SEED,
+    image_version: str | None = None,
+    alias: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> ModelVersionInfo:
+    """Train the real intent classifier on a small snapshot and register it.
+
+    `image_version` defaults to the registry's; `alias` (e.g. "champion") is set on the
+    new version if given. Returns the version as registered (aliases included).
+    """
+    family = get_family("intent-classifier")
+    cfg = family.parse_config(dict(config) if isinstance(config, Mapping) else config)
+    frame = training_frame(rows, seed)
+    validate_training_frame(frame, family.labels)
+    split = family.split(frame, cfg)
+    model = family.fit(split.train, cfg)
+    clean = cfg.model_copy(update={"fault_rate": 0.0, "extra_latency_ms": 0.0})
+    scoring = family.fit(split.train, clean) if cfg.is_faulty else model
+    evaluation = evaluate(
+        scoring, split.holdout["text"].tolist(), split.holdout["intent"].tolist(), family.labels
+    )
+    all_tags = {
+        "data_snapshot_hash": snapshot_digest(frame),
+        "training_window": split.window_label,
+        "training_rows": str(len(split.train)),
+        "image_version": image_version or registry.image_version,
+        **(tags or {}),
+    }
+    info = registry.register(
+        name,
+        model,
+        tags=all_tags,
+        params=family.params_of(cfg),
+        metrics=evaluation.metrics(),
+        golden_inputs=list(family.golden_inputs),
+    )
+    if alias:
+        registry.set_alias(name, alias, info.version)
+        info = registry.get_version(name, info.version)
+    return info
