@@ -40,7 +40,7 @@ from core.ledger import (
 from core.timeparse import parse_time
 
 if TYPE_CHECKING:
-    from core.ledger import AliasRegistry, VerdictFn
+    from core.ledger import AliasRegistry
 
 console = Console()
 rollout_app = typer.Typer(
@@ -88,16 +88,6 @@ def model_registry(settings: Settings) -> AliasRegistry:
     from core.registry import ModelRegistry
 
     return ModelRegistry.from_settings(settings)  # type: ignore[no-any-return]
-
-
-def compat_verdict_fn(settings: Settings, registry: Any) -> VerdictFn:
-    """`(name, version) -> verdict` of core.compat under the running environment."""
-    from core import compat
-
-    def verdict(name: str, version: str) -> Any:
-        return compat.judge_version(registry, name, version, settings=settings)
-
-    return verdict
 
 
 # --- tables ----------------------------------------------------------------------------
@@ -323,6 +313,7 @@ def rollback_command(
 ) -> None:
     """Point an env back at an earlier release: one state change routers see in seconds."""
     from core.ledger import rollback_env
+    from core.ledger.verdicts import compat_verdict_fn
 
     check_env(env)
     settings = load_settings()
@@ -340,7 +331,7 @@ def rollback_command(
         reason=reason,
         force=force,
         registry=registry,
-        verdict_fn=compat_verdict_fn(settings, registry),
+        verdict_fn=compat_verdict_fn(registry, settings),
         image_version=settings.IMAGE_VERSION,
     )
     console.print(
@@ -478,18 +469,10 @@ def rollout_set_stage(
     reason: Reason,
     actor: Actor = None,
 ) -> None:
-    """Put a rollout at a given canary stage (up or down) of CANARY_STAGES."""
+    """Put a rollout at a given stage (up or down) of the stages it was started with."""
     from core.ledger import set_stage
 
-    settings = load_settings()
-    record = set_stage(
-        ledger_engine(settings),
-        rollout_id,
-        stage_index=stage,
-        stages=settings.CANARY_STAGES,
-        actor=_actor(actor),
-        reason=reason,
-    )
+    record = set_stage(_engine(), rollout_id, stage_index=stage, actor=_actor(actor), reason=reason)
     _print_rollout("moved", record)
 
 

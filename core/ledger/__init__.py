@@ -39,6 +39,7 @@ from core.ledger.rollouts import (
     rollback,
     rollback_env,
     rollout_events,
+    rollout_stages,
     set_stage,
     start_rollout,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "rollback",
     "rollback_env",
     "rollout_events",
+    "rollout_stages",
     "routing_state",
     "set_stage",
     "start_rollout",

@@ -449,28 +449,54 @@ def advance_stage(
         return RolloutRecord.from_row(row)
 
 
+def _started_stages(session: Session, row: Rollout) -> list[float]:
+    figures = session.scalar(
+        select(RolloutEvent.figures).where(
+            RolloutEvent.rollout_id == row.id, RolloutEvent.kind == "start"
+        )
+    )
+    if not figures or "stages" not in figures:
+        raise DataError(f"rollout #{row.id} has no recorded stages: name them")
+    return [float(p) for p in figures["stages"]]
+
+
+def rollout_stages(engine: Engine, rollout_id: int) -> list[float]:
+    """The stage percents a rollout was started with.
+
+    Raises:
+        NotFoundError: no such rollout.
+    """
+    with session_scope(engine) as session:
+        row = session.get(Rollout, rollout_id)
+        if row is None:
+            raise NotFoundError(f"rollout #{rollout_id} not found")
+        return _started_stages(session, row)
+
+
 def set_stage(
     engine: Engine,
     rollout_id: int,
     *,
     stage_index: int,
-    stages: Sequence[float],
+    stages: Sequence[float] | None = None,
     actor: str,
     reason: str,
 ) -> RolloutRecord:
     """Manually put an active rollout at any canary stage (up or down); it stays paused if paused.
+
+    `stages` default to the ones the rollout was started with.
 
     Raises:
         NotFoundError: no such rollout.
         ConflictError: the rollout has ended.
         DataError: a stage index outside the stages.
     """
-    percents = check_stages(stages)
-    if not 0 <= stage_index < len(percents):
-        raise DataError(f"stage: expected 0..{len(percents) - 1}, got {stage_index}")
     with write_transaction(engine) as session:
         row = _locked_rollout(session, rollout_id)
         _refuse_unless(row, ACTIVE_STATUSES, "set the stage of")
+        percents = check_stages(stages if stages is not None else _started_stages(session, row))
+        if not 0 <= stage_index < len(percents):
+            raise DataError(f"stage: expected 0..{len(percents) - 1}, got {stage_index}")
         from_status, now = row.status, utcnow()
         _move_to_stage(row, stage_index, percents, now)
         if from_status == "paused":

@@ -28,6 +28,7 @@ from core.ledger import (
     rollback,
     rollback_env,
     rollout_events,
+    rollout_stages,
     routing_state,
     set_stage,
     start_rollout,
@@ -220,10 +221,11 @@ def test_set_stage_moves_to_any_stage_and_keeps_paused(engine: Engine) -> None:
     rid = _start(engine)
     assert set_stage(engine, rid, stage_index=3, stages=STAGES, actor="a", reason="r").percent == 50
     pause(engine, rid, actor="a", reason="hold")
-    down = set_stage(engine, rid, stage_index=1, stages=STAGES, actor="a", reason="less")
+    down = set_stage(engine, rid, stage_index=1, actor="a", reason="less")  # started stages
     assert (down.status, down.percent) == ("paused", 10.0)
     with pytest.raises(DataError, match=r"stage: expected 0\.\.4, got 5"):
-        set_stage(engine, rid, stage_index=5, stages=STAGES, actor="a", reason="r")
+        set_stage(engine, rid, stage_index=5, actor="a", reason="r")
+    assert rollout_stages(engine, rid) == STAGES
 
 
 def test_abort_ends_rollout_and_champion_serves_everyone(engine: Engine) -> None:
