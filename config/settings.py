@@ -96,6 +96,7 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        env_ignore_empty=True,  # an empty value (ConfigMap, .env) means "use the default"
         frozen=True,
         case_sensitive=True,
     )
@@ -315,13 +316,30 @@ def value_sources(settings: Settings) -> dict[str, str]:
     dotenv = dotenv_values(env_file_path()) if env_file_path().exists() else {}
     sources = {}
     for name in Settings.model_fields:
-        if name in os.environ:
+        if os.environ.get(name):  # empty values are ignored, like Settings does
             sources[name] = "env"
-        elif name in dotenv:
+        elif dotenv.get(name):
             sources[name] = ".env"
         else:
             sources[name] = "default"
     return sources
+
+
+DATABASE_URL_FIELDS = frozenset({"DATABASE_URL", "SOURCE_DATABASE_URL"})
+
+
+def _masked_secret(name: str, value: SecretStr | None) -> str:
+    """How a secret shows: database URLs with the password replaced, others fully masked."""
+    if value is None:
+        return "(unset)"
+    if name in DATABASE_URL_FIELDS:
+        try:
+            url = make_url(value.get_secret_value())
+        except ArgumentError:
+            return "********"
+        hidden = {k: "***" for k in url.query if "pass" in k.lower() or "key" in k.lower()}
+        return url.update_query_dict(hidden).render_as_string(hide_password=True)
+    return "********"
 
 
 def masked_items(settings: Settings) -> list[tuple[str, str, str]]:
@@ -331,7 +349,7 @@ def masked_items(settings: Settings) -> list[tuple[str, str, str]]:
     for name in Settings.model_fields:
         value = getattr(settings, name)
         if name in SECRET_FIELDS:
-            display = "(unset)" if value is None else "********"
+            display = _masked_secret(name, value)
         elif isinstance(value, list):
             display = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
         else:
