@@ -20,11 +20,19 @@ ledger; it is safe to run any number of times, including after a crash mid-tick.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from sqlalchemy import Engine
+
 from config import Settings
-from core.analysis import StageFigures
+from core import ledger
+from core.analysis import StageFigures, stage_figures
+from core.db import utcnow
+from core.errors import ConflictError
 from core.gates import GateCheck, GateReport, evaluate_gate
 from core.sequential import (
     SequentialResult,
@@ -34,14 +42,24 @@ from core.sequential import (
 )
 
 Action = Literal["hold", "advance", "promote", "rollback"]
+Outcome = Literal[
+    "held", "advanced", "promoted", "rolled_back", "skipped", "conflict", "awaiting_approval"
+]
+Checkpoint = Callable[[str], None]
+
+log = logging.getLogger(__name__)
+
+CONTROLLER_ACTOR = "rollout-controller"
+APPROVAL_REQUESTED = "approval_requested"
+APPROVAL_ANSWERED = "approval_answered"
 
 # Sequential tests run on every stage: error rate, negative feedback, p95 limit, p95 vs champion.
 TESTS_PER_STAGE = 4
 # "p95 above T" <=> "more than 5% of requests slower than T".
 P95_TAIL = 0.05
 # Mixing scales (tau) of the normal mixtures: the size of effect each test is most
-# sensitive to. Rates: a few points of absolute excess; latency tail: tens of points.
-TAU_RATE = 0.02
+# sensitive to (see docs/statistics.md for the trade-off). Rates: ~5 points; tail: ~10.
+TAU_RATE = 0.05
 TAU_TAIL = 0.10
 
 
@@ -196,3 +214,199 @@ def decide(figures: StageFigures, *, stage_index: int, policy: CanaryPolicy) -> 
         return Verdict("hold", stage_index, tuple(c.describe() for c in gate.failed), gate, tests)
     last = stage_index == len(policy.stages) - 1
     return Verdict("promote" if last else "advance", stage_index, (gate.summary(),), gate, tests)
+
+
+# --- the reconciler ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TickPlan:
+    """What one tick found for one rollout: its figures and verdict (None when skipped)."""
+
+    rollout: ledger.RolloutRecord
+    figures: StageFigures | None
+    verdict: Verdict | None
+    skipped: str | None = None
+
+    @property
+    def needs_approval_for(self) -> Action | None:
+        """advance/promote when the verdict would move the rollout forward, else None."""
+        if self.verdict is None or self.rollout.status != "canary":
+            return None
+        return self.verdict.action if self.verdict.action in ("advance", "promote") else None
+
+
+@dataclass(frozen=True, slots=True)
+class TickOutcome:
+    """What the tick did to one rollout, and why (one line)."""
+
+    rollout_id: int
+    outcome: Outcome
+    detail: str
+    stage_index: int
+
+
+def _noop(_point: str) -> None:
+    return None
+
+
+def plan_rollout(
+    engine: Engine, rollout: ledger.RolloutRecord, policy: CanaryPolicy, *, now: datetime
+) -> TickPlan:
+    """Compute the current stage's figures in SQL and decide; no write.
+
+    Shadow rollouts are skipped (the shadow evaluation moves them into canary). Paused
+    ones are analysed (a breach still rolls them back) but never moved forward.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: if the database cannot be queried.
+    """
+    if rollout.status == "shadow":
+        return TickPlan(rollout, None, None, "shadow: waiting for the shadow evaluation")
+    if not 0 <= rollout.stage_index < len(policy.stages):
+        return TickPlan(rollout, None, None, f"stage {rollout.stage_index} not in the policy")
+    figures = stage_figures(
+        engine,
+        rollout.id,
+        since=rollout.stage_started_at,
+        until=max(now, rollout.stage_started_at),
+        latency_limit_ms=policy.p95_max_ms,
+        p95_margin=policy.p95_margin,
+    )
+    verdict = decide(figures, stage_index=rollout.stage_index, policy=policy)
+    return TickPlan(rollout, figures, verdict)
+
+
+def _evidence(plan: TickPlan) -> dict[str, Any]:
+    assert plan.figures is not None
+    assert plan.verdict is not None
+    return {"figures": plan.figures.as_dict(), "verdict": plan.verdict.as_dict()}
+
+
+def apply_plan(
+    engine: Engine,
+    plan: TickPlan,
+    policy: CanaryPolicy,
+    *,
+    actor: str = CONTROLLER_ACTOR,
+    registry: ledger.AliasRegistry | None = None,
+    code_version: str,
+    image_version: str,
+    approved: bool = False,
+) -> TickOutcome:
+    """Carry out a plan through the ledger (each write is one transaction with one event).
+
+    Safe to repeat: advances are compare-and-set on the stage index and ended rollouts
+    refuse changes, so a plan made from stale state ends as `conflict`, writing nothing.
+    A forward move that needs approval (policy.require_approval) is only made when
+    `approved`.
+    """
+    rollout, verdict = plan.rollout, plan.verdict
+    if verdict is None:
+        return TickOutcome(rollout.id, "skipped", plan.skipped or "", rollout.stage_index)
+    reason = "; ".join(verdict.reasons)
+    try:
+        if verdict.action == "rollback":
+            ledger.rollback(
+                engine, rollout.id, actor=actor, reason=reason,
+                figures=_evidence(plan), registry=registry,
+            )  # fmt: skip
+            return TickOutcome(rollout.id, "rolled_back", reason, rollout.stage_index)
+        if verdict.action == "hold" or rollout.status != "canary":
+            why = reason if verdict.action == "hold" else f"{rollout.status}: not moving"
+            return TickOutcome(rollout.id, "held", why, rollout.stage_index)
+        if policy.require_approval and not approved:
+            return TickOutcome(
+                rollout.id, "awaiting_approval", f"{verdict.action} needs an operator",
+                rollout.stage_index,
+            )  # fmt: skip
+        if verdict.action == "advance":
+            ledger.advance_stage(
+                engine, rollout.id, expected_stage_index=rollout.stage_index,
+                stages=policy.stages, actor=actor, reason=reason, figures=_evidence(plan),
+            )  # fmt: skip
+            return TickOutcome(rollout.id, "advanced", reason, rollout.stage_index)
+        current = ledger.get_rollout(engine, rollout.id)
+        if (current.stage_index, current.stage_started_at) != (
+            rollout.stage_index,
+            rollout.stage_started_at,
+        ):
+            raise ConflictError(f"rollout #{rollout.id} moved since it was analysed")
+        ledger.promote(
+            engine, rollout.id, actor=actor, reason=reason, figures=_evidence(plan),
+            registry=registry, code_version=code_version, image_version=image_version,
+        )  # fmt: skip
+        return TickOutcome(rollout.id, "promoted", reason, rollout.stage_index)
+    except ConflictError as exc:
+        # Another tick (or an operator) changed the rollout first: nothing to do here.
+        log.info("rollout #%s: %s", rollout.id, exc)
+        return TickOutcome(rollout.id, "conflict", str(exc), rollout.stage_index)
+
+
+def log_verdict(plan: TickPlan) -> None:
+    """Log the decision either way, with every failed threshold or breach."""
+    if plan.verdict is None:
+        log.info("rollout #%s skipped: %s", plan.rollout.id, plan.skipped)
+        return
+    v = plan.verdict
+    level = logging.WARNING if v.action == "rollback" else logging.INFO
+    log.log(
+        level,
+        "rollout #%s stage %s (%g%%): %s [%s]",
+        plan.rollout.id,
+        v.stage_index,
+        plan.rollout.percent,
+        v.action,
+        "; ".join(v.reasons),
+    )
+
+
+def reconcile(
+    engine: Engine,
+    policy: CanaryPolicy,
+    *,
+    code_version: str,
+    image_version: str,
+    env: str | None = None,
+    registry: ledger.AliasRegistry | None = None,
+    actor: str = CONTROLLER_ACTOR,
+    now: datetime | None = None,
+    checkpoint: Checkpoint = _noop,
+) -> list[TickOutcome]:
+    """One controller tick over every active rollout (of `env`, or all envs).
+
+    Idempotent and crash-safe: all state is in the database, each change is one ledger
+    transaction guarded by compare-and-set, so running it twice, concurrently, or again
+    after being killed anywhere continues where the state is, without duplicate or lost
+    events. `checkpoint(name)` is called at named points (`planned`, `applied`) so tests
+    can stop a real process inside a tick.
+    """
+    outcomes = []
+    for rollout in ledger.active_rollouts(engine, env):
+        plan = plan_rollout(engine, rollout, policy, now=now or utcnow())
+        log_verdict(plan)
+        checkpoint("planned")
+        outcome = apply_plan(
+            engine, plan, policy, actor=actor, registry=registry,
+            code_version=code_version, image_version=image_version,
+        )  # fmt: skip
+        checkpoint("applied")
+        outcomes.append(outcome)
+    return outcomes
+
+
+def approval_pending(
+    engine: Engine, rollout: ledger.RolloutRecord, *, timeout_seconds: float
+) -> bool:
+    """True when an operator was already asked about this stage and may still answer.
+
+    Ticks that run while a paused flow waits for an operator do not ask again; a request
+    older than the approval timeout is stale (its flow gave up or died) and is asked again.
+    """
+    cutoff = utcnow() - timedelta(seconds=timeout_seconds)
+    for event in reversed(ledger.rollout_events(engine, rollout.id)):
+        if event.kind == APPROVAL_REQUESTED:
+            return event.stage_index == rollout.stage_index and event.ts >= cutoff
+        if event.kind == APPROVAL_ANSWERED or event.stage_index != rollout.stage_index:
+            return False
+    return False

@@ -21,9 +21,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from scipy import stats
+from sqlalchemy import Engine, insert
 
 from core.analysis import ArmFigures, StageFigures
 from core.controller import CanaryPolicy, decide
+from core.db import Feedback, Traffic
+from core.ledger import RolloutRecord
 
 # Latency histogram: log-spaced bins from 0.5 ms to 20 s (about 2% wide each).
 _EDGES = np.geomspace(0.5, 20_000.0, 512)
@@ -249,3 +252,71 @@ def triple_latency_scenario() -> Scenario:
         champion.error_rate, champion.negative_feedback_rate, champion.latency_median_ms * 3
     )
     return Scenario("3x p95 latency", champion=champion, candidate=candidate)
+
+
+def write_simulated_traffic(
+    engine: Engine,
+    rollout: RolloutRecord,
+    *,
+    champion: Arm,
+    candidate: Arm,
+    requests: int,
+    start: datetime,
+    span_seconds: float,
+    rng: np.random.Generator,
+) -> int:
+    """Write `requests` real traffic rows (and negative feedback) of a rollout's stage.
+
+    Each request goes to the candidate with probability `rollout.percent / 100`, fails
+    with the arm's error rate, gets a lognormal latency, and negative thumbs feedback
+    with the arm's rate; timestamps spread evenly over [start, start + span). A failed
+    candidate request also gets its role=fallback row, as the router writes it. Used to
+    drive the real SQL analysis and reconciler in tests and the full-path simulation.
+
+    Returns the number of traffic rows written.
+    """
+    is_cand = rng.random(requests) < rollout.percent / 100.0
+    params = {True: candidate, False: champion}
+    traffic: list[dict[str, object]] = []
+    feedback: list[dict[str, object]] = []
+    prefix = f"sim-{rollout.id}-{rollout.stage_index}-{rng.integers(1 << 40):x}"
+    for i in range(requests):
+        arm = params[bool(is_cand[i])]
+        role = "candidate" if is_cand[i] else "champion"
+        version = rollout.candidate_version if is_cand[i] else rollout.champion_version
+        ts = start + timedelta(seconds=span_seconds * i / max(requests, 1))
+        failed = rng.random() < arm.error_rate
+        request_id = f"{prefix}-{i}"
+        row = {
+            "request_id": request_id,
+            "ts": ts,
+            "env": rollout.env,
+            "user_id": f"user-{i}",
+            "rollout_id": rollout.id,
+            "model_name": rollout.model_name,
+            "model_version": version,
+            "role": role,
+            "input_text": "simulated request",
+            "output": None if failed else "intent",
+            "latency_ms": float(rng.lognormal(np.log(arm.latency_median_ms), arm.latency_sigma)),
+            "error": "SimulatedError: failed" if failed else None,
+        }
+        traffic.append(row)
+        if failed and role == "candidate":
+            traffic.append(
+                row
+                | {
+                    "role": "fallback",
+                    "model_version": rollout.champion_version,
+                    "output": "intent",
+                    "error": row["error"],
+                }
+            )
+        if rng.random() < arm.negative_feedback_rate:
+            feedback.append({"request_id": request_id, "ts": ts, "kind": "thumbs", "value": "down"})
+    with engine.begin() as conn:
+        if traffic:
+            conn.execute(insert(Traffic), traffic)
+        if feedback:
+            conn.execute(insert(Feedback), feedback)
+    return len(traffic)

@@ -1,0 +1,255 @@
+"""The reconciler on real rows in SQLite and Postgres: advance, promote, roll back, repeat."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine
+
+from config import load_settings
+from core import ledger
+from core.controller import (
+    APPROVAL_ANSWERED,
+    APPROVAL_REQUESTED,
+    CanaryPolicy,
+    apply_plan,
+    approval_pending,
+    plan_rollout,
+    reconcile,
+)
+from core.db import utcnow
+from core.simulation import Arm, write_simulated_traffic
+
+MODEL = "intent-classifier"
+GOOD = Arm(error_rate=0.01, negative_feedback_rate=0.05, latency_median_ms=20.0)
+# a candidate clearly no worse than the champion (so point-estimate gates pass at small n)
+BETTER = Arm(error_rate=0.0, negative_feedback_rate=0.01, latency_median_ms=18.0)
+BROKEN = Arm(error_rate=0.60, negative_feedback_rate=0.05, latency_median_ms=20.0)
+VERSIONS = {"code_version": "1.0.0", "image_version": "img-1"}
+
+
+@pytest.fixture
+def policy() -> CanaryPolicy:
+    """Default thresholds, short stages: bake 60 s, 50 samples per arm."""
+    base = CanaryPolicy.from_settings(load_settings())
+    return dataclasses.replace(base, bake_seconds=60.0, min_samples=50)
+
+
+def _start(engine: Engine, policy: CanaryPolicy) -> ledger.RolloutRecord:
+    ledger.record_release(
+        engine,
+        env="dev",
+        code_version="1.0.0",
+        image_version="img-1",
+        model_versions={MODEL: "1"},
+        artifact_digests={MODEL: None},
+        reason="v1",
+        actor="test",
+    )
+    return ledger.start_rollout(
+        engine,
+        env="dev",
+        model_name=MODEL,
+        candidate_version="2",
+        stages=policy.stages,
+        actor="test",
+        reason="canary v2",
+    )
+
+
+def _feed(
+    engine: Engine, rollout_id: int, candidate: Arm, requests: int, seed: int
+) -> ledger.RolloutRecord:
+    """Write a stage's traffic (10 minutes worth) and return the rollout."""
+    rollout = ledger.get_rollout(engine, rollout_id)
+    write_simulated_traffic(
+        engine,
+        rollout,
+        champion=GOOD,
+        candidate=candidate,
+        requests=requests,
+        start=rollout.stage_started_at,
+        span_seconds=600,
+        rng=np.random.default_rng(seed),
+    )
+    return rollout
+
+
+def _later(rollout: ledger.RolloutRecord) -> object:
+    return rollout.stage_started_at + timedelta(minutes=11)
+
+
+def test_reconcile_good_candidate_walks_every_stage_then_promotes(
+    engine: Engine, policy: CanaryPolicy
+) -> None:
+    rollout = _start(engine, policy)
+    # enough traffic per stage for both arms to reach 50 samples, even at 1%
+    sizes = [6_000, 700, 300, 200, 120]
+    for index, size in enumerate(sizes):
+        current = _feed(engine, rollout.id, BETTER, size, seed=index)
+        assert current.stage_index == index
+        outcomes = reconcile(engine, policy, now=_later(current), **VERSIONS)
+        expected = "promoted" if index == len(sizes) - 1 else "advanced"
+        assert [o.outcome for o in outcomes] == [expected], outcomes
+
+    final = ledger.get_rollout(engine, rollout.id)
+    assert final.status == "promoted"
+    release = ledger.current_release(engine, "dev")
+    assert release is not None
+    assert release.model_versions == {MODEL: "2"}
+    events = ledger.rollout_events(engine, rollout.id)
+    assert [e.kind for e in events] == [
+        "start",
+        "advance",
+        "advance",
+        "advance",
+        "advance",
+        "promote",
+    ]
+    assert [e.seq for e in events] == list(range(1, 7))
+    first_advance = events[1].figures
+    assert first_advance is not None
+    assert first_advance["figures"]["candidate"]["n"] >= 50
+    assert first_advance["verdict"]["gate"]["passed"] is True
+    assert set(first_advance["verdict"]["tests"]) == {
+        "error_rate",
+        "negative_feedback",
+        "p95_limit",
+        "p95_vs_champion",
+    }
+
+
+def test_reconcile_erroring_candidate_rolled_back_with_evidence(
+    engine: Engine, policy: CanaryPolicy
+) -> None:
+    rollout = _start(engine, policy)
+    current = _feed(engine, rollout.id, BROKEN, 6_000, seed=1)
+
+    outcomes = reconcile(engine, policy, now=_later(current), **VERSIONS)
+
+    assert [o.outcome for o in outcomes] == ["rolled_back"]
+    assert "error_rate" in outcomes[0].detail
+    events = ledger.rollout_events(engine, rollout.id)
+    assert [e.kind for e in events] == ["start", "rollback"]
+    assert events[-1].actor == "rollout-controller"
+    figures = events[-1].figures
+    assert figures is not None
+    assert figures["verdict"]["tests"]["error_rate"]["reject"] is True
+    assert figures["figures"]["candidate"]["error_rate"] > 0.2
+    # the champion keeps serving: no new release
+    release = ledger.current_release(engine, "dev")
+    assert release is not None
+    assert release.model_versions == {MODEL: "1"}
+
+
+def test_reconcile_before_bake_time_holds_without_events(
+    engine: Engine, policy: CanaryPolicy
+) -> None:
+    rollout = _start(engine, policy)
+    current = _feed(engine, rollout.id, GOOD, 6_000, seed=2)
+
+    outcomes = reconcile(
+        engine, policy, now=current.stage_started_at + timedelta(seconds=30), **VERSIONS
+    )
+
+    assert [o.outcome for o in outcomes] == ["held"]
+    assert "bake_seconds" in outcomes[0].detail
+    assert [e.kind for e in ledger.rollout_events(engine, rollout.id)] == ["start"]
+
+
+def test_reconcile_repeated_tick_same_state_advances_once(
+    engine: Engine, policy: CanaryPolicy
+) -> None:
+    rollout = _start(engine, policy)
+    current = _feed(engine, rollout.id, BETTER, 6_000, seed=3)
+    now = _later(current)
+    plan = plan_rollout(engine, current, policy, now=now)
+
+    first = apply_plan(engine, plan, policy, **VERSIONS)
+    again = apply_plan(engine, plan, policy, **VERSIONS)  # a duplicated tick, stale plan
+    later = reconcile(engine, policy, **VERSIONS)  # the new stage has just begun
+
+    assert (first.outcome, again.outcome) == ("advanced", "conflict")
+    assert [o.outcome for o in later] == ["held"]
+    events = ledger.rollout_events(engine, rollout.id)
+    assert [e.kind for e in events] == ["start", "advance"]
+    assert ledger.get_rollout(engine, rollout.id).stage_index == 1
+
+
+def test_reconcile_paused_rollout_never_advances_but_rolls_back_on_breach(
+    engine: Engine, policy: CanaryPolicy
+) -> None:
+    rollout = _start(engine, policy)
+    ledger.pause(engine, rollout.id, actor="op", reason="looking")
+    current = _feed(engine, rollout.id, BETTER, 6_000, seed=4)
+    assert [o.outcome for o in reconcile(engine, policy, now=_later(current), **VERSIONS)] == [
+        "held"
+    ]
+    _feed(engine, rollout.id, BROKEN, 6_000, seed=5)
+    assert [o.outcome for o in reconcile(engine, policy, now=_later(current), **VERSIONS)] == [
+        "rolled_back"
+    ]
+    kinds = [e.kind for e in ledger.rollout_events(engine, rollout.id)]
+    assert kinds == ["start", "pause", "rollback"]
+
+
+def test_reconcile_shadow_rollout_skipped(engine: Engine, policy: CanaryPolicy) -> None:
+    ledger.record_release(
+        engine,
+        env="dev",
+        code_version="1",
+        image_version="i",
+        model_versions={MODEL: "1"},
+        artifact_digests={MODEL: None},
+        reason="v1",
+        actor="test",
+    )
+    ledger.start_rollout(
+        engine,
+        env="dev",
+        model_name=MODEL,
+        candidate_version="2",
+        stages=policy.stages,
+        mode="shadow",
+        actor="test",
+        reason="shadow first",
+    )
+    outcomes = reconcile(engine, policy, **VERSIONS)
+    assert [o.outcome for o in outcomes] == ["skipped"]
+
+
+def test_apply_plan_requires_approval_when_policy_says_so(
+    engine: Engine, policy: CanaryPolicy
+) -> None:
+    strict = dataclasses.replace(policy, require_approval=True)
+    rollout = _start(engine, strict)
+    current = _feed(engine, rollout.id, BETTER, 6_000, seed=6)
+    plan = plan_rollout(engine, current, strict, now=_later(current))
+    assert plan.needs_approval_for == "advance"
+
+    waiting = apply_plan(engine, plan, strict, **VERSIONS)
+    approved = apply_plan(engine, plan, strict, approved=True, **VERSIONS)
+
+    assert (waiting.outcome, approved.outcome) == ("awaiting_approval", "advanced")
+
+
+def test_approval_pending_until_answered_or_stale(engine: Engine, policy: CanaryPolicy) -> None:
+    rollout = _start(engine, policy)
+    assert not approval_pending(engine, rollout, timeout_seconds=60)
+    ledger.record_event(engine, rollout.id, kind=APPROVAL_REQUESTED, actor="rollout-controller")
+    assert approval_pending(engine, rollout, timeout_seconds=60)
+    assert not approval_pending(engine, rollout, timeout_seconds=0)
+    ledger.record_event(engine, rollout.id, kind=APPROVAL_ANSWERED, actor="op", reason="hold")
+    assert not approval_pending(engine, rollout, timeout_seconds=60)
+
+
+def test_reconcile_now_before_stage_start_is_an_empty_window(
+    engine: Engine, policy: CanaryPolicy
+) -> None:
+    rollout = _start(engine, policy)
+    outcomes = reconcile(engine, policy, now=utcnow() - timedelta(days=1), **VERSIONS)
+    assert [o.outcome for o in outcomes] == ["held"]
+    assert ledger.get_rollout(engine, rollout.id).status == "canary"
