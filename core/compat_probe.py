@@ -1,0 +1,66 @@
+"""Subprocess entry for isolated loading: `python -m core.compat_probe` (used by core.compat).
+
+Reads one JSON request on stdin: `{"pickle_path": str, "sha256": str, "inputs": [str]}`.
+Verifies the file's sha256, unpickles it in THIS fresh interpreter (so classes resolve
+against the code installed now, not the code the parent process already imported),
+predicts every input one by one, and prints one result line on stdout:
+
+    SML-PROBE-RESULT {"ok": true, "predictions": [...]}
+    SML-PROBE-RESULT {"ok": false, "stage": "digest|read|unpickle|predict", "error": "..."}
+
+A crash (segfault, os._exit in a malicious pickle) or a hang is handled by the parent:
+that is the point of running here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULT_PREFIX = "SML-PROBE-RESULT "
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def probe(request: dict[str, Any]) -> dict[str, Any]:
+    """Verify, unpickle and predict as described in the module docstring."""
+    from core.registry import predict_each
+
+    path = Path(request["pickle_path"])
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return {"ok": False, "stage": "read", "error": _describe(exc)}
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != request["sha256"]:
+        return {
+            "ok": False,
+            "stage": "digest",
+            "error": f"artifact sha256 {actual[:12]}... does not match the registered "
+            f"{str(request['sha256'])[:12]}...",
+        }
+    try:
+        model = pickle.loads(data)  # noqa: S301 - digest verified just above
+    except BaseException as exc:  # anything raised while unpickling means: does not load
+        return {"ok": False, "stage": "unpickle", "error": _describe(exc)}
+    if not hasattr(model, "predict"):
+        return {"ok": False, "stage": "predict", "error": f"{type(model).__name__} has no predict"}
+    return {"ok": True, "predictions": predict_each(model, list(request["inputs"]))}
+
+
+def main() -> None:
+    """Read the request from stdin, print the result line."""
+    request = json.loads(sys.stdin.read())
+    result = probe(request)
+    sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

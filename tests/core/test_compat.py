@@ -1,0 +1,221 @@
+"""core.compat: fingerprints and verdicts, with loading in a real subprocess.
+
+The broken/drifted cases are built the way they happen in production: a pipeline holds
+a transformer from *our own* module (here a module in a temp dir on PYTHONPATH, standing
+in for the image's code); the next "image" removes or changes that code; the old pickle
+is judged there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+
+from core.compat import (
+    EnvironmentFingerprint,
+    check_version,
+    current_fingerprint,
+    probe_artifact,
+    record_verdict,
+)
+from core.registry import ModelRegistry, ModelVersionInfo
+from models.intent_classifier import GOLDEN_INPUTS
+from tests.factories import make_registry, train_and_register, training_frame
+
+NORMALIZER_V1 = '''
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+class QueryCleaner(TransformerMixin, BaseEstimator):
+    """Lower-cases queries."""
+
+    def fit(self, texts, y=None):
+        return self
+
+    def transform(self, texts):
+        return [str(t).lower() for t in texts]
+'''
+# The next image "improves" the cleaner: it now drops every word of 4 letters or fewer.
+NORMALIZER_CHANGED = NORMALIZER_V1.replace(
+    "return [str(t).lower() for t in texts]",
+    "return [' '.join(w for w in str(t).lower().split() if len(w) > 4) for t in texts]",
+)
+# The next image renames the class: old pickles reference a class that no longer exists.
+NORMALIZER_RENAMED = NORMALIZER_V1.replace("class QueryCleaner", "class QueryNormalizer")
+SLOW_UNPICKLE = """
+import time
+
+
+class Sleepy:
+    def __init__(self):
+        self.loaded = False
+
+    def __setstate__(self, state):
+        time.sleep(60)
+
+    def predict(self, texts):
+        return ["x" for _ in texts]
+"""
+
+
+@pytest.fixture
+def image_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A folder on sys.path and PYTHONPATH holding 'image code', and a fresh module name."""
+    folder = tmp_path / "image_code"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv("PYTHONPATH", str(folder))
+    module = f"sml_cleaner_{uuid.uuid4().hex[:8]}"
+    yield folder, module
+    sys.modules.pop(module, None)
+
+
+def _register_custom(
+    registry: ModelRegistry, folder: Path, module: str, source: str = NORMALIZER_V1
+) -> ModelVersionInfo:
+    (folder / f"{module}.py").write_text(textwrap.dedent(source))
+    importlib.invalidate_caches()
+    cleaner = importlib.import_module(module).QueryCleaner
+    frame = training_frame()
+    pipeline = Pipeline(
+        [("clean", cleaner()), ("tfidf", TfidfVectorizer()), ("clf", LinearSVC())]
+    ).fit(frame["text"].tolist(), frame["intent"].tolist())
+    return registry.register(
+        "custom-intent",
+        pipeline,
+        tags={"image_version": "img-1"},
+        params={},
+        metrics={},
+        golden_inputs=list(GOLDEN_INPUTS),
+    )
+
+
+def test_check_version_same_environment_is_identical(tmp_path: Path) -> None:
+    registry = make_registry(tmp_path, image_version="img-1")
+    info = train_and_register(registry)
+    report = check_version(registry, info.name, info.version)
+    assert report.verdict == "identical"
+    assert report.differences == ()
+    assert report.safe_to_serve
+
+
+def test_check_version_new_image_same_code_is_compatible(tmp_path: Path) -> None:
+    registry = make_registry(tmp_path, image_version="img-1")
+    info = train_and_register(registry)
+    report = check_version(registry, info.name, info.version, image_version="img-2")
+    assert report.verdict == "compatible"
+    assert report.golden_checked == len(GOLDEN_INPUTS)
+    assert "image img-1 -> img-2" in report.reason
+
+
+def test_check_version_class_no_longer_exists_is_broken(
+    tmp_path: Path, image_code: tuple[Path, str]
+) -> None:
+    folder, module = image_code
+    registry = make_registry(tmp_path, image_version="img-1")
+    info = _register_custom(registry, folder, module)
+    (folder / f"{module}.py").write_text(textwrap.dedent(NORMALIZER_RENAMED))
+    report = check_version(registry, info.name, info.version, image_version="img-2")
+    assert report.verdict == "broken"
+    assert "unpickle failed" in report.reason
+    assert "QueryCleaner" in report.reason
+    assert not report.safe_to_serve
+
+
+def test_check_version_module_removed_is_broken(
+    tmp_path: Path, image_code: tuple[Path, str]
+) -> None:
+    folder, module = image_code
+    registry = make_registry(tmp_path, image_version="img-1")
+    info = _register_custom(registry, folder, module)
+    (folder / f"{module}.py").unlink()
+    report = check_version(registry, info.name, info.version, image_version="img-2")
+    assert report.verdict == "broken"
+    assert f"No module named '{module}'" in report.reason
+
+
+def test_check_version_changed_code_is_drifted(
+    tmp_path: Path, image_code: tuple[Path, str]
+) -> None:
+    folder, module = image_code
+    registry = make_registry(tmp_path, image_version="img-1")
+    info = _register_custom(registry, folder, module)
+    (folder / f"{module}.py").write_text(textwrap.dedent(NORMALIZER_CHANGED))
+    report = check_version(registry, info.name, info.version, image_version="img-2")
+    assert report.verdict == "drifted"
+    assert report.golden_mismatches > 0
+    assert f"{report.golden_mismatches}/{len(GOLDEN_INPUTS)} golden predictions differ" in (
+        report.reason
+    )
+
+
+def test_check_version_tampered_artifact_is_broken(tmp_path: Path) -> None:
+    registry = make_registry(tmp_path, image_version="img-1")
+    info = train_and_register(registry)
+    pickle_path = registry.artifact_path(info.name, info.version)
+    pickle_path.write_bytes(pickle_path.read_bytes()[:-10])
+    report = check_version(registry, info.name, info.version, image_version="img-2")
+    assert report.verdict == "broken"
+    assert "digest failed" in report.reason
+
+
+def test_probe_artifact_hanging_unpickle_times_out(
+    tmp_path: Path, image_code: tuple[Path, str]
+) -> None:
+    import hashlib
+    import pickle
+
+    folder, module = image_code
+    (folder / f"{module}.py").write_text(textwrap.dedent(SLOW_UNPICKLE))
+    importlib.invalidate_caches()
+    sleepy = importlib.import_module(module).Sleepy()
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(sleepy))
+    outcome = probe_artifact(path, hashlib.sha256(path.read_bytes()).hexdigest(), ["a"], 3.0)
+    assert outcome.error is not None
+    assert "timed out after 3 s" in outcome.error
+
+
+def test_probe_artifact_crashing_loader_is_reported(tmp_path: Path) -> None:
+    import hashlib
+
+    path = tmp_path / "model.pkl"
+    # A pickle that calls os._exit(7) while loading: the loader process dies.
+    path.write_bytes(b"cos\n_exit\n(I7\ntR.")
+    outcome = probe_artifact(path, hashlib.sha256(path.read_bytes()).hexdigest(), ["a"], 30.0)
+    assert outcome.error is not None
+    assert "exited with code 7" in outcome.error
+
+
+def test_record_verdict_tags_version(tmp_path: Path) -> None:
+    registry = make_registry(tmp_path, image_version="img-1")
+    info = train_and_register(registry)
+    report = check_version(registry, info.name, info.version, image_version="img-2")
+    record_verdict(registry, report)
+    stored = registry.get_version(info.name, info.version)
+    assert stored.compat_verdict("img-2") == "compatible"
+    assert stored.tags["compat.img-2.reason"].startswith("loads and reproduces")
+
+
+def test_fingerprint_differences_name_each_change() -> None:
+    running = current_fingerprint("img-2", "intent-classifier")
+    recorded = EnvironmentFingerprint(
+        image_version="img-1",
+        python_version="3.10.0",
+        packages={**running.packages, "scikit-learn": "1.0.0"},
+        family_source_hash="0" * 64,
+    )
+    diffs = recorded.differences(running)
+    assert diffs[0] == "image img-1 -> img-2"
+    assert "python 3.10.0 -> " + running.python_version in diffs
+    assert f"scikit-learn 1.0.0 -> {running.packages['scikit-learn']}" in diffs
+    assert any(d.startswith("model family source 00000000 -> ") for d in diffs)
+    assert running.differences(running) == []
