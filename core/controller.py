@@ -20,6 +20,7 @@ ledger; it is safe to run any number of times, including after a crash mid-tick.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -224,6 +225,7 @@ class TickPlan:
     """What one tick found for one rollout: its figures and verdict (None when skipped)."""
 
     rollout: ledger.RolloutRecord
+    policy: CanaryPolicy
     figures: StageFigures | None
     verdict: Verdict | None
     skipped: str | None = None
@@ -255,16 +257,18 @@ def plan_rollout(
 ) -> TickPlan:
     """Compute the current stage's figures in SQL and decide; no write.
 
-    Shadow rollouts are skipped (the shadow evaluation moves them into canary). Paused
-    ones are analysed (a breach still rolls them back) but never moved forward.
+    The stages are the ones the rollout was started with (the thresholds come from
+    `policy`). Shadow rollouts are skipped (the shadow evaluation moves them into canary).
+    Paused ones are analysed (a breach still rolls them back) but never moved forward.
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: if the database cannot be queried.
     """
     if rollout.status == "shadow":
-        return TickPlan(rollout, None, None, "shadow: waiting for the shadow evaluation")
+        return TickPlan(rollout, policy, None, None, "shadow: waiting for the shadow evaluation")
+    policy = dataclasses.replace(policy, stages=tuple(ledger.rollout_stages(engine, rollout.id)))
     if not 0 <= rollout.stage_index < len(policy.stages):
-        return TickPlan(rollout, None, None, f"stage {rollout.stage_index} not in the policy")
+        return TickPlan(rollout, policy, None, None, f"stage {rollout.stage_index} not in stages")
     figures = stage_figures(
         engine,
         rollout.id,
@@ -274,7 +278,7 @@ def plan_rollout(
         p95_margin=policy.p95_margin,
     )
     verdict = decide(figures, stage_index=rollout.stage_index, policy=policy)
-    return TickPlan(rollout, figures, verdict)
+    return TickPlan(rollout, policy, figures, verdict)
 
 
 def _evidence(plan: TickPlan) -> dict[str, Any]:
@@ -286,7 +290,6 @@ def _evidence(plan: TickPlan) -> dict[str, Any]:
 def apply_plan(
     engine: Engine,
     plan: TickPlan,
-    policy: CanaryPolicy,
     *,
     actor: str = CONTROLLER_ACTOR,
     registry: ledger.AliasRegistry | None = None,
@@ -301,7 +304,7 @@ def apply_plan(
     A forward move that needs approval (policy.require_approval) is only made when
     `approved`.
     """
-    rollout, verdict = plan.rollout, plan.verdict
+    rollout, verdict, policy = plan.rollout, plan.verdict, plan.policy
     if verdict is None:
         return TickOutcome(rollout.id, "skipped", plan.skipped or "", rollout.stage_index)
     reason = "; ".join(verdict.reasons)
@@ -387,7 +390,7 @@ def reconcile(
         log_verdict(plan)
         checkpoint("planned")
         outcome = apply_plan(
-            engine, plan, policy, actor=actor, registry=registry,
+            engine, plan, actor=actor, registry=registry,
             code_version=code_version, image_version=image_version,
         )  # fmt: skip
         checkpoint("applied")

@@ -168,8 +168,8 @@ def test_reconcile_repeated_tick_same_state_advances_once(
     now = _later(current)
     plan = plan_rollout(engine, current, policy, now=now)
 
-    first = apply_plan(engine, plan, policy, **VERSIONS)
-    again = apply_plan(engine, plan, policy, **VERSIONS)  # a duplicated tick, stale plan
+    first = apply_plan(engine, plan, **VERSIONS)
+    again = apply_plan(engine, plan, **VERSIONS)  # a duplicated tick, stale plan
     later = reconcile(engine, policy, **VERSIONS)  # the new stage has just begun
 
     assert (first.outcome, again.outcome) == ("advanced", "conflict")
@@ -230,8 +230,8 @@ def test_apply_plan_requires_approval_when_policy_says_so(
     plan = plan_rollout(engine, current, strict, now=_later(current))
     assert plan.needs_approval_for == "advance"
 
-    waiting = apply_plan(engine, plan, strict, **VERSIONS)
-    approved = apply_plan(engine, plan, strict, approved=True, **VERSIONS)
+    waiting = apply_plan(engine, plan, **VERSIONS)
+    approved = apply_plan(engine, plan, approved=True, **VERSIONS)
 
     assert (waiting.outcome, approved.outcome) == ("awaiting_approval", "advanced")
 
