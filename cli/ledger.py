@@ -40,7 +40,7 @@ from core.ledger import (
 from core.timeparse import parse_time
 
 if TYPE_CHECKING:
-    from core.ledger import AliasRegistry
+    from core.registry import ModelRegistry
 
 console = Console()
 rollout_app = typer.Typer(
@@ -83,11 +83,11 @@ def ledger_engine(settings: Settings) -> Engine:
     return engine
 
 
-def model_registry(settings: Settings) -> AliasRegistry:
+def model_registry(settings: Settings) -> ModelRegistry:
     """The MLflow registry of these settings (imports MLflow: ~10 s the first time)."""
     from core.registry import ModelRegistry
 
-    return ModelRegistry.from_settings(settings)  # type: ignore[no-any-return]
+    return ModelRegistry.from_settings(settings)
 
 
 # --- tables ----------------------------------------------------------------------------
@@ -331,7 +331,7 @@ def rollback_command(
         reason=reason,
         force=force,
         registry=registry,
-        verdict_fn=compat_verdict_fn(registry, settings),
+        verdict_fn=compat_verdict_fn(registry, settings.IMAGE_VERSION),
         image_version=settings.IMAGE_VERSION,
     )
     console.print(

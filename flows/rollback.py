@@ -54,7 +54,7 @@ def rollback(request: RollbackRequest) -> ReleaseRecord:
         request.reason,
         request.force,
         registry,
-        compat_verdict_fn(registry, settings),
+        compat_verdict_fn(registry, settings.IMAGE_VERSION),
         settings.IMAGE_VERSION,
     )
     # Report

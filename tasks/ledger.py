@@ -7,7 +7,7 @@ engine or a registry use `NO_CACHE`: clients are not hashable inputs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -18,6 +18,9 @@ from config import Settings
 from core import ledger
 from core.ledger import AliasRegistry, ReleaseRecord, RolloutRecord, VerdictFn
 from core.transient import is_transient_error
+
+if TYPE_CHECKING:
+    from core.registry import ModelRegistry
 
 
 def retry_if_transient(_task: Any, _task_run: Any, state: Any) -> bool:
@@ -52,7 +55,7 @@ def open_state_database(settings: Settings) -> Engine:
 
 
 @task(name="ledger-open-registry", cache_policy=NO_CACHE)
-def open_registry(settings: Settings) -> AliasRegistry:
+def open_registry(settings: Settings) -> ModelRegistry:
     """The MLflow registry of these settings."""
     from core.registry import ModelRegistry
 

@@ -17,7 +17,7 @@ from core.errors import NotFoundError
 from core.ledger.releases import ReleaseRecord, check_env
 
 
-def _newest_first(env: str) -> Select[tuple[Release]]:
+def _newest_first(env: str) -> Select[Release]:
     return (
         select(Release)
         .where(Release.env == env)

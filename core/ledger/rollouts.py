@@ -61,8 +61,11 @@ class AliasRegistry(Protocol):
 class Verdict(Protocol):
     """A `core.compat` verdict: status identical|compatible|drifted|broken, and why."""
 
-    status: str
-    reason: str
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
 
 
 VerdictFn = Callable[[str, str], Verdict]
@@ -832,12 +835,10 @@ def _judge(
         return verdicts, broken
     for name, version in sorted(versions.items()):
         verdict = verdict_fn(name, version)
-        verdicts[name] = {
-            "version": version,
-            "status": str(verdict.status),
-            "reason": str(verdict.reason),
-        }
-        if verdict.status == "broken":
+        # core.compat's own report names it `verdict`; the ledger's protocol `status`
+        status = str(getattr(verdict, "status", None) or getattr(verdict, "verdict", ""))
+        verdicts[name] = {"version": version, "status": status, "reason": str(verdict.reason)}
+        if status == "broken":
             broken.append(
                 f"{name} v{version} is broken under image {image_version}: {verdict.reason}"
             )

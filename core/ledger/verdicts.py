@@ -1,23 +1,44 @@
 """The compat verdict a rollback consults: can the target version run under this image?
 
-`core.compat` judges a registered version under the running environment (identical,
-compatible, drifted, broken, with the reason). The ledger takes it as an injected
-`verdict_fn(name, version)` so it stays testable; this builds the real one.
+`core.compat.check_version` judges a registered version under the running environment
+(identical, compatible, drifted, broken, with the reason) by loading it in a subprocess.
+The ledger takes the judgement as an injected `verdict_fn(name, version)` so it stays
+testable; this builds the real one, and records each verdict on its version in MLflow.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from config import Settings
-from core.ledger.rollouts import Verdict, VerdictFn
+from core.ledger.rollouts import VerdictFn
+
+if TYPE_CHECKING:
+    from core.registry import ModelRegistry
 
 
-def compat_verdict_fn(registry: Any, settings: Settings) -> VerdictFn:
-    """`(name, version) -> verdict` of `core.compat` under the running image of `settings`."""
+@dataclass(frozen=True, slots=True)
+class CompatVerdict:
+    """A compat verdict as the ledger reads it: status identical|compatible|drifted|broken."""
+
+    status: str
+    reason: str
+
+
+def compat_verdict_fn(
+    registry: ModelRegistry, image_version: str, *, record: bool = True
+) -> VerdictFn:
+    """`(name, version) -> CompatVerdict` of `core.compat` under `image_version`.
+
+    With `record`, the verdict is also stored on the version (`compat.<image>` tags).
+    A version missing from the registry raises `NotFoundError` (nothing to roll back to).
+    """
     from core import compat
 
-    def verdict(name: str, version: str) -> Verdict:
-        return compat.judge_version(registry, name, version, settings=settings)  # type: ignore[no-any-return]
+    def verdict(name: str, version: str) -> CompatVerdict:
+        report = compat.check_version(registry, name, version, image_version=image_version)
+        if record:
+            compat.record_verdict(registry, report)
+        return CompatVerdict(status=report.verdict, reason=report.reason)
 
     return verdict
