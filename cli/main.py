@@ -14,6 +14,7 @@ from rich.table import Table
 
 from cli.ledger import register as register_ledger
 from cli.serve import serve
+from cli.term import term
 from config import ConfigError, load_settings, masked_items
 from core.errors import SmlError
 
@@ -27,6 +28,7 @@ db_app = typer.Typer(help="State database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 register_ledger(app)
 app.command("serve")(serve)
+app.command("term")(term)
 
 console = Console()
 
