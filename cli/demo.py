@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 
+from cli.ledger import demo_step as step_release_ledger
 from config import Settings, load_settings
 from core.db import make_engine, upgrade
 from core.db.engine import table_names
@@ -27,6 +28,7 @@ def step_migrate(settings: Settings, console: Console) -> None:
 STEPS: list[tuple[str, Callable[[Settings, Console], None]]] = [
     ("state database", step_migrate),
     ("source data", step_source_data),
+    ("release ledger", step_release_ledger),
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -505,3 +506,117 @@ def register(app: typer.Typer) -> None:
     app.command("diff")(diff)
     app.command("rollback")(rollback_command)
     app.add_typer(rollout_app, name="rollout")
+
+
+# --- demo step and `sml term` helpers ---------------------------------------------------
+
+
+def first_release_from_registry(
+    engine: Engine, registry: ModelRegistry, settings: Settings
+) -> ReleaseRecord | None:
+    """Record the env's first release from the registry's `champion` aliases, if none yet.
+
+    Returns the current release (existing or new), or None when no model has a champion.
+    """
+    from core.ledger import record_release
+
+    env = settings.ENVIRONMENT
+    existing = current_release(engine, env)
+    if existing is not None:
+        return existing
+    versions: dict[str, str] = {}
+    digests: dict[str, str | None] = {}
+    for name in settings.MODELS:
+        champion = registry.version_by_alias(name, "champion")
+        if champion is not None:
+            versions[name] = champion.version
+            digests[name] = champion.artifact_sha256 or None
+    if not versions:
+        return None
+    return record_release(
+        engine,
+        env=env,
+        code_version=settings.CODE_VERSION,
+        image_version=settings.IMAGE_VERSION,
+        model_versions=versions,
+        artifact_digests=digests,
+        reason="first release: the registered champions",
+        actor="demo",
+    )
+
+
+def demo_step(settings: Settings, console: Console) -> None:
+    """Demo: record (or show) the env's first release, then `sml status` and `sml history`."""
+    from core.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        env = settings.ENVIRONMENT
+        before = current_release(engine, env)
+        release = first_release_from_registry(engine, model_registry(settings), settings)
+        if release is None:
+            console.print(f"no model has a champion yet: nothing to release in {env}")
+        elif before is None:
+            console.print(f"recorded the first release of {env}: [bold]{release.tag}[/bold]")
+        else:
+            console.print(f"{env} runs [bold]{release.tag}[/bold] (recorded earlier)")
+        console.print("[dim]$ sml status[/dim]")
+        console.print(status_table(engine))
+        console.print(f"[dim]$ sml history --env {env}[/dim]")
+        console.print(history_table(releases_history(engine, env, 10), f"releases of {env}"))
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class LedgerShortcuts:
+    """The ledger at hand in `sml term` (preloaded as `ledger`): tables and lookups.
+
+    ledger.status(); ledger.history("prd"); ledger.at("prd", "2h ago");
+    ledger.diff(tag_a, tag_b); ledger.rollouts(); ledger.events(7); ledger.api.<function>
+    """
+
+    engine: Engine
+    console: Console
+
+    @property
+    def api(self) -> Any:
+        """The `core.ledger` module, for any call (pass `ledger.engine`)."""
+        import core.ledger
+
+        return core.ledger
+
+    def status(self) -> None:
+        """Print the status table of every env."""
+        self.console.print(status_table(self.engine))
+
+    def history(self, env: str, limit: int = 20) -> None:
+        """Print an env's releases, newest first."""
+        self.console.print(
+            history_table(releases_history(self.engine, env, limit), f"releases of {env}")
+        )
+
+    def at(self, env: str, when: str | datetime) -> ReleaseRecord | None:
+        """The release in force in `env` at `when` (ISO, '2h ago', 'yesterday' or datetime)."""
+        moment = parse_time(when) if isinstance(when, str) else when
+        return release_at(self.engine, env, moment)
+
+    def diff(self, tag_a: str, tag_b: str, env: str | None = None) -> None:
+        """Print what differs between two releases."""
+        a = release_by_tag(self.engine, tag_a, env)
+        b = release_by_tag(self.engine, tag_b, env)
+        self.console.print(diff_table(a, b))
+
+    def rollouts(self, env: str | None = None, limit: int = 20) -> None:
+        """Print the newest rollouts."""
+        self.console.print(rollouts_table(list_rollouts(self.engine, env, limit), "rollouts"))
+
+    def events(self, rollout_id: int) -> None:
+        """Print a rollout's events."""
+        events = rollout_events(self.engine, rollout_id)
+        self.console.print(events_table(events, f"rollout #{rollout_id}"))
+
+
+def term_ledger(ctx: Any) -> LedgerShortcuts:
+    """`sml term` preloader: `PRELOADED["ledger"] = term_ledger` (ctx: cli.term.TermContext)."""
+    return LedgerShortcuts(engine=ctx.engine, console=ctx.console)
