@@ -23,11 +23,10 @@ from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from cli.ledger import term_ledger
 from config import Settings, load_settings
 from config.settings import env_file_path
-from core.db import make_engine
 from core.errors import SmlError
-from core.source import redacted_url
 
 
 @dataclass
@@ -55,6 +54,8 @@ def identity_rows(ctx: TermContext) -> list[tuple[str, str]]:
 
 def state_database_rows(ctx: TermContext) -> list[tuple[str, str]]:
     """Where the state database is (password hidden)."""
+    from core.source import redacted_url
+
     return [("state database", redacted_url(ctx.settings.database_url))]
 
 
@@ -70,7 +71,8 @@ def source_rows(ctx: TermContext) -> list[tuple[str, str]]:
     """The source table: where, how many rows, the newest timestamp."""
     from sqlalchemy import func, inspect, select
 
-    from core.source import source_table
+    from core.db import make_engine
+    from core.source import redacted_url, source_table
 
     s = ctx.settings
     where = s.SUPABASE_URL if s.uses_supabase else redacted_url(s.source_database_url)
@@ -156,6 +158,7 @@ PRELOADED: dict[str, Preloader] = {
     "engine": lambda ctx: ctx.engine,
     "console": lambda ctx: ctx.console,
     "status": lambda ctx: partial(print_status, ctx),
+    "ledger": term_ledger,
 }
 
 
@@ -178,6 +181,8 @@ def load_env_file() -> None:
 def term() -> None:
     """Open an IPython shell with settings, engine and status() preloaded."""
     import IPython
+
+    from core.db import make_engine
 
     load_env_file()
     settings = load_settings()
