@@ -49,11 +49,23 @@ def show_config() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the state database migrations (safe to re-run)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
     from core.db import make_engine, upgrade
 
     settings = load_settings()
     engine = make_engine(settings.database_url)
-    revision = upgrade(engine)
+    try:
+        revision = upgrade(engine)
+    except OperationalError as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "OperationalError"
+        raise SmlError(
+            "could not reach the state database "
+            f"{make_url(settings.database_url).render_as_string(hide_password=True)}: {reason}"
+        ) from None
+    finally:
+        engine.dispose()
     console.print(f"state database at revision [bold]{revision}[/bold]")
 
 
