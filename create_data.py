@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
-from sqlalchemy import Engine, MetaData, func, inspect, select
+from sqlalchemy import Engine, Executable, MetaData, func, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
@@ -422,6 +422,7 @@ ProgressCallback = Callable[[int], None]
 def _insert_if_absent(engine: Engine, table_name: str, batch: list[dict[str, object]]) -> None:
     table = source_table(table_name)
     dialect = engine.dialect.name
+    statement: Executable
     if dialect == "postgresql":
         statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=["query_id"])
     elif dialect == "sqlite":
