@@ -153,3 +153,26 @@ def test_rollout_action_start_then_promote_moves_release_and_aliases(state_db: E
     assert unknown.is_failed()
     with pytest.raises(Exception, match="has no version 99"):
         unknown.result()
+
+
+class _FailedState:
+    """A finished task state whose result re-raises `exc` (what Prefect hands the check)."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def result(self) -> None:
+        raise self.exc
+
+
+def test_ledger_tasks_retry_only_transient_failures() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from core.errors import ConflictError
+    from tasks.ledger import retry_if_transient
+
+    lost = OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+    assert retry_if_transient(None, None, _FailedState(lost)) is True
+    refused = ConflictError("cannot promote rollout #1: it is already promoted")
+    assert retry_if_transient(None, None, _FailedState(refused)) is False
+    assert retry_if_transient(None, None, _FailedState(ValueError("bug"))) is False
