@@ -18,11 +18,14 @@ No Prefect here; tasks/shadow.py and flows/shadow_evaluation.py wrap these.
 
 from __future__ import annotations
 
+import json
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from scipy import stats
@@ -32,8 +35,11 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
 from config import Settings
+from core import ledger
 from core.db.models import UTCDateTime
+from core.errors import ConflictError, NotFoundError
 from core.gates import GateCheck, GateReport, evaluate_gate
+from core.ledger import AliasRegistry, RolloutRecord
 
 CONFIDENCE = 0.95
 
@@ -508,3 +514,183 @@ def report_markdown(report: ShadowReport) -> str:
         lines += ["No labelled feedback in the sample: accuracy not compared.", ""]
     lines += ["## Gate", ""] + [f"- {c.describe()}" for c in report.gate.checks]
     return "\n".join(lines) + "\n"
+
+
+# --- subjects and outcome ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowSubjects:
+    """Which versions a shadow evaluation compares, and the rollout it belongs to (if any)."""
+
+    env: str
+    model_name: str
+    champion_version: str
+    candidate_version: str
+    rollout: RolloutRecord | None
+
+
+def resolve_subjects(
+    engine: Engine,
+    registry: AliasRegistry,
+    *,
+    env: str,
+    model_name: str,
+    candidate_version: str | None,
+) -> ShadowSubjects:
+    """Find the champion (current release) and candidate (given, else the active
+    rollout's, else the registry's `candidate` alias) of `model_name` in `env`.
+
+    Raises:
+        NotFoundError: no release holds the model in `env`, or no candidate can be found.
+        ConflictError: the candidate is the champion, or differs from the active rollout's.
+    """
+    release = ledger.current_release(engine, env)
+    champion = (release.model_versions if release else {}).get(model_name)
+    if champion is None:
+        raise NotFoundError(f"no champion of {model_name!r} in {env}: nothing released yet")
+    active = [r for r in ledger.active_rollouts(engine, env) if r.model_name == model_name]
+    rollout = active[0] if active else None
+    if candidate_version is None and rollout is not None:
+        candidate_version = rollout.candidate_version
+    if candidate_version is None:
+        lookup = getattr(registry, "version_by_alias", None)
+        found = lookup(model_name, "candidate") if lookup else None
+        if found is None:
+            raise NotFoundError(
+                f"no candidate of {model_name!r}: name a version, or set the `candidate` alias"
+            )
+        candidate_version = str(getattr(found, "version", found))
+    candidate_version = str(candidate_version)
+    if candidate_version == str(champion):
+        raise ConflictError(f"{model_name} v{candidate_version} is already the champion in {env}")
+    if rollout is not None and rollout.candidate_version != candidate_version:
+        raise ConflictError(
+            f"rollout #{rollout.id} of {model_name} in {env} is for v{rollout.candidate_version}, "
+            f"not v{candidate_version}: end it first"
+        )
+    return ShadowSubjects(env, model_name, str(champion), candidate_version, rollout)
+
+
+ShadowAction = Literal["advanced_to_canary", "started_canary", "rolled_back", "reported"]
+
+
+def act_on_report(
+    engine: Engine,
+    subjects: ShadowSubjects,
+    report: ShadowReport,
+    *,
+    stages: Sequence[float],
+    actor: str,
+    registry: AliasRegistry | None = None,
+    start_canary: bool = True,
+) -> tuple[ShadowAction, int | None]:
+    """Record the evaluation in the ledger and move the rollout on its verdict.
+
+    A shadow-mode rollout advances into canary stage 0 on a pass and is rolled back on a
+    fail. Without a rollout, a pass starts a canary rollout (when `start_canary`); a fail
+    only reports. A canary or paused rollout only gets the event. Returns what was done
+    and the rollout id.
+
+    Raises:
+        ConflictError: the rollout changed meanwhile (the ledger refuses stale moves).
+    """
+    figures = report.as_dict()
+    summary = report.gate.summary()
+    rollout = subjects.rollout
+    if rollout is None:
+        if not (report.passed and start_canary):
+            return "reported", None
+        rollout = ledger.start_rollout(
+            engine,
+            env=subjects.env,
+            model_name=subjects.model_name,
+            candidate_version=subjects.candidate_version,
+            champion_version=subjects.champion_version,
+            stages=stages,
+            mode="canary",
+            actor=actor,
+            reason=f"shadow evaluation passed: {summary}",
+        )
+        ledger.record_event(
+            engine, rollout.id, kind="shadow_evaluation", actor=actor, reason=summary,
+            figures=figures,
+        )  # fmt: skip
+        return "started_canary", rollout.id
+    ledger.record_event(
+        engine, rollout.id, kind="shadow_evaluation", actor=actor, reason=summary, figures=figures
+    )
+    if rollout.status != "shadow":
+        return "reported", rollout.id
+    if report.passed:
+        ledger.advance_stage(
+            engine, rollout.id, expected_stage_index=rollout.stage_index,
+            stages=ledger.rollout_stages(engine, rollout.id), actor=actor, reason=summary,
+            figures={"gate": report.gate.as_dict()},
+        )  # fmt: skip
+        return "advanced_to_canary", rollout.id
+    ledger.rollback(
+        engine, rollout.id, actor=actor, reason=summary,
+        figures={"gate": report.gate.as_dict()}, registry=registry,
+    )  # fmt: skip
+    return "rolled_back", rollout.id
+
+
+def log_to_mlflow(
+    client: Any,
+    *,
+    experiment: str,
+    artifact_location: str | None,
+    report: ShadowReport,
+    markdown: str,
+    files: Sequence[Path],
+) -> str:
+    """Log the evaluation as an MLflow run (metrics, report, plots); return the run id.
+
+    `client` is an `mlflow.MlflowClient`; the experiment is created if missing.
+    """
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = (
+        found.experiment_id
+        if found is not None
+        else client.create_experiment(experiment, artifact_location=artifact_location)
+    )
+    run = client.create_run(
+        experiment_id,
+        run_name=f"shadow-{report.model_name}-v{report.candidate_version}",
+        tags={
+            "sml.kind": "shadow_evaluation",
+            "sml.model": report.model_name,
+            "sml.champion_version": report.champion_version,
+            "sml.candidate_version": report.candidate_version,
+            "sml.verdict": "pass" if report.passed else "fail",
+        },
+    )
+    run_id = str(run.info.run_id)
+    metrics = {
+        "requests": float(report.requests),
+        "agreement": report.agreement.value,
+        "champion_error_rate": report.champion_error.value,
+        "candidate_error_rate": report.candidate_error.value,
+        **{f"champion_latency_{k}_ms": v for k, v in report.champion_latency.items()},
+        **{f"candidate_latency_{k}_ms": v for k, v in report.candidate_latency.items()},
+    }
+    if report.accuracy is not None:
+        metrics |= {
+            "champion_accuracy": report.accuracy.champion.value,
+            "candidate_accuracy": report.accuracy.candidate.value,
+            "accuracy_drop": report.accuracy.drop,
+            "mcnemar_p_value": report.accuracy.mcnemar_p_value,
+        }
+    for key, value in metrics.items():
+        if value is not None:
+            client.log_metric(run_id, key, float(value))
+    with tempfile.TemporaryDirectory() as tmp:
+        md = Path(tmp) / "shadow-report.md"
+        md.write_text(markdown)
+        js = Path(tmp) / "shadow-report.json"
+        js.write_text(json.dumps(report.as_dict(), indent=2, default=str))
+        for path in (md, js, *files):
+            client.log_artifact(run_id, str(path), artifact_path="shadow")
+    client.set_terminated(run_id)
+    return run_id

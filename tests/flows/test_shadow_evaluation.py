@@ -1,0 +1,160 @@
+"""`shadow-evaluation` flow with real models in a real MLflow store, under the harness.
+
+Traffic of the champion is logged (with some true labels as feedback), then replayed in
+chunks through champion and candidate. A good candidate passes and starts the canary; a
+faulty one (raises on 30% of inputs) fails with its failed thresholds listed and its
+shadow rollout is rolled back. Reports land as Prefect artifacts and an MLflow run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, insert
+
+from config import get_settings
+from core import ledger
+from core.db import Feedback, Traffic, make_engine, upgrade, utcnow
+from core.registry import ModelRegistry
+from flows.shadow_evaluation import shadow_evaluation
+from tests.factories import faulty_config, train_and_register, training_frame
+
+MODEL = "intent-classifier"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def state_db() -> Iterator[Engine]:
+    """The migrated state database the flow reads from the settings."""
+    engine = make_engine(get_settings().database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def registry() -> ModelRegistry:
+    """The MLflow registry of the test's settings (what the flow opens)."""
+    return ModelRegistry.from_settings(get_settings())
+
+
+def _log_traffic(engine: Engine, champion: str, rows: int = 400) -> None:
+    """Champion traffic of the last hour on fresh texts; every other request labelled."""
+    frame = training_frame(seed=99).head(rows)
+    now = utcnow()
+    traffic, feedback = [], []
+    for i, (text, intent) in enumerate(zip(frame["text"], frame["intent"], strict=True)):
+        ts = now - timedelta(minutes=50) + timedelta(seconds=i)
+        traffic.append(
+            {"request_id": f"q{i}", "ts": ts, "env": "dev", "user_id": f"u{i}",
+             "rollout_id": None, "model_name": MODEL, "model_version": champion,
+             "role": "champion", "input_text": text, "output": intent, "latency_ms": 3.0,
+             "error": None}
+        )  # fmt: skip
+        if i % 2 == 0:
+            feedback.append({"request_id": f"q{i}", "ts": ts, "kind": "label", "value": intent})
+    with engine.begin() as conn:
+        conn.execute(insert(Traffic), traffic)
+        conn.execute(insert(Feedback), feedback)
+
+
+def _release(engine: Engine, version: str) -> None:
+    ledger.record_release(
+        engine,
+        env="dev",
+        code_version="1",
+        image_version="local",
+        model_versions={MODEL: version},
+        artifact_digests={MODEL: None},
+        reason="champion",
+        actor="test",
+    )
+
+
+def test_shadow_evaluation_good_candidate_passes_and_starts_canary(
+    state_db: Engine, registry: ModelRegistry
+) -> None:
+    champion = train_and_register(registry, alias="champion").version
+    # a retrain of the same data and config (what an image bump usually produces)
+    candidate = train_and_register(registry, alias="candidate").version
+    _release(state_db, champion)
+    _log_traffic(state_db, champion)
+
+    report = shadow_evaluation(model_name=MODEL, batch_size=64, latency_sample=30)
+
+    assert report.passed, report.gate.summary()
+    assert (report.champion_version, report.candidate_version) == (champion, candidate)
+    assert report.requests == 400
+    assert report.accuracy is not None
+    assert report.accuracy.champion.n == 200
+    assert report.agreement.value is not None
+    assert report.agreement.value > 0.8
+    (rollout,) = ledger.active_rollouts(state_db, "dev")
+    assert (rollout.candidate_version, rollout.status, rollout.stage_index) == (
+        candidate,
+        "canary",
+        0,
+    )
+    kinds = [e.kind for e in ledger.rollout_events(state_db, rollout.id)]
+    assert kinds == ["start", "shadow_evaluation"]
+    out = Path(get_settings().reports_dir) / f"shadow-{MODEL}-v{candidate}"
+    assert (out / "shadow-latency.png").stat().st_size > 0
+    assert (out / "shadow-agreement.png").stat().st_size > 0
+    runs = registry.client.search_runs(
+        [registry.client.get_experiment_by_name(registry.experiment).experiment_id],
+        filter_string="tags.`sml.kind` = 'shadow_evaluation'",
+    )
+    assert len(runs) == 1
+    assert runs[0].data.metrics["agreement"] == pytest.approx(report.agreement.value)
+    artifacts = {a.path for a in registry.client.list_artifacts(runs[0].info.run_id, "shadow")}
+    assert "shadow/shadow-latency.png" in artifacts
+    assert "shadow/shadow-report.md" in artifacts
+
+
+def test_shadow_evaluation_faulty_candidate_fails_and_rolls_back_shadow_rollout(
+    state_db: Engine, registry: ModelRegistry
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    champion = train_and_register(registry, alias="champion").version
+    faulty = train_and_register(registry, config=faulty_config(0.3)).version
+    _release(state_db, champion)
+    _log_traffic(state_db, champion)
+    rollout = ledger.start_rollout(
+        state_db,
+        env="dev",
+        model_name=MODEL,
+        candidate_version=faulty,
+        stages=[1, 10, 25, 50, 100],
+        mode="shadow",
+        actor="test",
+        reason="shadow first",
+    )
+
+    report = shadow_evaluation(model_name=MODEL, batch_size=100, latency_sample=20)
+
+    assert not report.passed
+    failed = {c.name for c in report.gate.failed}
+    assert "candidate_error_rate" in failed
+    assert report.candidate_error.value == pytest.approx(0.3, abs=0.08)
+    assert report.champion_error.value == 0.0
+    final = ledger.get_rollout(state_db, rollout.id)
+    assert final.status == "rolled_back"
+    kinds = [e.kind for e in ledger.rollout_events(state_db, rollout.id)]
+    assert kinds == ["start", "shadow_evaluation", "rollback"]
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"shadow-{MODEL}"]))
+        )
+        progress = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"shadow-{MODEL}-progress"]))
+        )
+    assert any("Verdict: FAIL" in str(a.data) for a in artifacts)
+    assert progress
+    assert float(progress[-1].data) == pytest.approx(100.0)
