@@ -385,6 +385,8 @@ def reconcile(
     can stop a real process inside a tick.
     """
     outcomes = []
+    if registry is not None:
+        finish_promotions(engine, registry, env=env)
     for rollout in ledger.active_rollouts(engine, env):
         plan = plan_rollout(engine, rollout, policy, now=now or utcnow())
         log_verdict(plan)
@@ -396,6 +398,48 @@ def reconcile(
         checkpoint("applied")
         outcomes.append(outcome)
     return outcomes
+
+
+def finish_promotions(
+    engine: Engine,
+    registry: ledger.AliasRegistry,
+    *,
+    env: str | None = None,
+    within: timedelta = timedelta(hours=1),
+) -> list[int]:
+    """Move MLflow aliases of recent promotions that a crash left behind; idempotent.
+
+    The ledger commits a promotion first and moves the aliases after; a controller killed
+    in between leaves `champion` on the old version. For each rollout promoted within
+    `within` whose candidate still runs in its env (no later rollback), set `champion` ->
+    candidate and `previous` -> old champion if they are not so already. Returns the ids
+    of the rollouts repaired.
+    """
+    lookup = getattr(registry, "version_by_alias", None)
+    if lookup is None:
+        return []
+    cutoff = utcnow() - within
+    repaired = []
+    for rollout in ledger.list_rollouts(engine, env, limit=50):
+        if rollout.status != "promoted" or rollout.ended_at is None or rollout.ended_at < cutoff:
+            continue
+        release = ledger.current_release(engine, rollout.env)
+        if release is None or release.model_versions.get(rollout.model_name) != (
+            rollout.candidate_version
+        ):
+            continue
+        found = lookup(rollout.model_name, "champion")
+        if found is not None and str(getattr(found, "version", found)) == rollout.candidate_version:
+            continue
+        registry.set_alias(rollout.model_name, "champion", rollout.candidate_version)
+        registry.set_alias(rollout.model_name, "previous", rollout.champion_version)
+        log.warning(
+            "rollout #%s: champion alias moved to v%s after an interrupted promotion",
+            rollout.id,
+            rollout.candidate_version,
+        )
+        repaired.append(rollout.id)
+    return repaired
 
 
 def approval_pending(

@@ -17,6 +17,7 @@ from core.controller import (
     CanaryPolicy,
     apply_plan,
     approval_pending,
+    finish_promotions,
     plan_rollout,
     reconcile,
 )
@@ -253,3 +254,50 @@ def test_reconcile_now_before_stage_start_is_an_empty_window(
     outcomes = reconcile(engine, policy, now=utcnow() - timedelta(days=1), **VERSIONS)
     assert [o.outcome for o in outcomes] == ["held"]
     assert ledger.get_rollout(engine, rollout.id).status == "canary"
+
+
+class AliasBook:
+    """A real, in-memory alias store with the registry's alias interface."""
+
+    def __init__(self, aliases: dict[str, str]) -> None:
+        self.aliases = dict(aliases)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.aliases[alias] = version
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self.aliases.pop(alias, None)
+
+    def get_version(self, name: str, version: str) -> object:
+        return type("Info", (), {"artifact_sha256": None, "version": version})()
+
+    def set_tag(self, name: str, version: str, key: str, value: str) -> None:
+        return None
+
+    def version_by_alias(self, name: str, alias: str) -> str | None:
+        return self.aliases.get(alias)
+
+
+def test_finish_promotions_repairs_aliases_left_by_a_crash(
+    engine: Engine, policy: CanaryPolicy
+) -> None:
+    rollout = _start(engine, policy)
+    # the promotion committed in the database, but the process died before MLflow moved
+    ledger.promote(engine, rollout.id, actor="test", reason="done", **VERSIONS)
+    book = AliasBook({"champion": "1"})
+
+    assert finish_promotions(engine, book) == [rollout.id]
+    assert book.aliases == {"champion": "2", "previous": "1"}
+    assert finish_promotions(engine, book) == []  # idempotent
+
+
+def test_finish_promotions_leaves_a_later_env_rollback_alone(
+    engine: Engine, policy: CanaryPolicy
+) -> None:
+    rollout = _start(engine, policy)
+    ledger.promote(engine, rollout.id, actor="test", reason="done", **VERSIONS)
+    ledger.rollback_env(engine, "dev", actor="op", reason="bad day")
+    book = AliasBook({"champion": "1"})
+
+    assert finish_promotions(engine, book) == []
+    assert book.aliases == {"champion": "1"}
