@@ -36,14 +36,12 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
-
-from core.db.models import Feedback, Traffic
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +82,20 @@ _TRAFFIC_COLUMNS = TrafficRecord._fields
 _FEEDBACK_COLUMNS = FeedbackRecord._fields
 _COPY_TRAFFIC = f"COPY traffic ({', '.join(_TRAFFIC_COLUMNS)}) FROM STDIN"
 _COPY_FEEDBACK = f"COPY feedback ({', '.join(_FEEDBACK_COLUMNS)}) FROM STDIN"
+# column names are the record fields above (constants), never user input
+_INSERT_TRAFFIC = (
+    f"INSERT INTO traffic ({', '.join(_TRAFFIC_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(_TRAFFIC_COLUMNS))})"
+)
+_INSERT_FEEDBACK = (
+    f"INSERT INTO feedback ({', '.join(_FEEDBACK_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(_FEEDBACK_COLUMNS))})"
+)
+
+
+def _sqlite_ts(ts: datetime) -> str:
+    """A timestamp as core.db's UTCDateTime stores it on SQLite: naive UTC text."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,10 +428,17 @@ class TrafficWriter:
                             for row in feedback:
                                 copy.write_row(row)
             else:
+                # one prepared multi-row executemany; timestamps pre-formatted exactly as
+                # SQLAlchemy stores UTCDateTime on SQLite (naive UTC), ~10x cheaper per row
+                # than binding through the ORM types
                 if traffic:
-                    conn.execute(insert(Traffic.__table__), [r._asdict() for r in traffic])
+                    conn.exec_driver_sql(
+                        _INSERT_TRAFFIC, [(*r[:1], _sqlite_ts(r[1]), *r[2:]) for r in traffic]
+                    )
                 if feedback:
-                    conn.execute(insert(Feedback.__table__), [r._asdict() for r in feedback])
+                    conn.exec_driver_sql(
+                        _INSERT_FEEDBACK, [(r[0], _sqlite_ts(r[1]), *r[2:]) for r in feedback]
+                    )
         if self.on_flush is not None:
             self.on_flush(len(batch), time.perf_counter() - started)
 

@@ -27,6 +27,7 @@ def create_app(
     engine: Engine | None = None,
     state_reader: StateReader | None = None,
     shadow_in_canary: bool = True,
+    shadow_max_batch: int = 64,
 ) -> FastAPI:
     """Build the router app.
 
@@ -36,6 +37,7 @@ def create_app(
         The router does not migrate it (`sml db upgrade` does).
     state_reader: defaults to `core.ledger.routing_state(engine, ENVIRONMENT)`.
     shadow_in_canary: in canary mode, also shadow the candidate for champion-arm users.
+    shadow_max_batch: most shadow jobs run in one batched `predict` call (1 = no batching).
 
     The running `RouterService` is `app.state.service` once the lifespan has started.
     """
@@ -49,6 +51,7 @@ def create_app(
             engine=engine,
             state_reader=state_reader,
             shadow_in_canary=shadow_in_canary,
+            shadow_max_batch=shadow_max_batch,
         )
         service.start()
         app.state.service = service

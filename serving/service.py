@@ -83,6 +83,7 @@ class RouterService:
         engine: Engine,
         state_reader: StateReader | None = None,
         shadow_in_canary: bool = True,
+        shadow_max_batch: int = 64,
     ) -> None:
         self.settings = settings
         self.env = settings.ENVIRONMENT
@@ -113,6 +114,7 @@ class RouterService:
             self._record_shadow,
             workers=settings.ROUTER_SHADOW_WORKERS,
             queue_size=settings.ROUTER_SHADOW_QUEUE,
+            max_batch=shadow_max_batch,
             on_drop=lambda job: self.metrics.shadow_dropped.labels(job.model_name).inc(),
         )
         self._candidate_pool: ThreadPoolExecutor | None = None
@@ -139,6 +141,7 @@ class RouterService:
         engine: Engine | None = None,
         state_reader: StateReader | None = None,
         shadow_in_canary: bool = True,
+        shadow_max_batch: int = 64,
     ) -> RouterService:
         """Build a router; defaults: the model registry of `settings`, an engine on
         DATABASE_URL with short connect timeouts (an outage is noticed in seconds)."""
@@ -154,6 +157,7 @@ class RouterService:
             engine=engine,
             state_reader=state_reader,
             shadow_in_canary=shadow_in_canary,
+            shadow_max_batch=shadow_max_batch,
         )
 
     # --- lifecycle -------------------------------------------------------------------------
