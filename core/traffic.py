@@ -425,11 +425,11 @@ class TrafficWriter:
                                 copy.write_row(row)
                     if feedback:
                         with cur.copy(_COPY_FEEDBACK) as copy:
-                            for row in feedback:
-                                copy.write_row(row)
+                            for fb in feedback:
+                                copy.write_row(fb)
             else:
                 # one prepared multi-row executemany; timestamps pre-formatted exactly as
-                # SQLAlchemy stores UTCDateTime on SQLite (naive UTC), ~10x cheaper per row
+                # SQLAlchemy stores UTCDateTime on SQLite (naive UTC), cheaper per row
                 # than binding through the ORM types
                 if traffic:
                     conn.exec_driver_sql(
