@@ -24,7 +24,8 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -66,6 +67,7 @@ TAG_COMPAT_PREFIX = "compat."
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TAG_VALUE_SAFE = re.compile(r"^[^'\"\\\n]{1,250}$")
 _FLUENT_LOCK = threading.Lock()
+_TRACKING_ENV = "MLFLOW_TRACKING_URI"
 
 
 class DigestMismatchError(SmlError):
@@ -201,6 +203,28 @@ def _version_info(mv: Any, aliases: Sequence[str] | None = None) -> ModelVersion
     )
 
 
+@contextmanager
+def _fluent_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at `uri` for a block, restoring everything after.
+
+    `mlflow.set_tracking_uri` also writes (and MLflow's own restore *deletes*) the
+    MLFLOW_TRACKING_URI environment variable, which our Settings read: without this
+    guard, registering once would silently re-point later Settings at the default store.
+    Callers hold `_FLUENT_LOCK`.
+    """
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    saved = os.environ.get(_TRACKING_ENV)
+    try:
+        with _use_tracking_uri(uri):
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop(_TRACKING_ENV, None)
+        else:
+            os.environ[_TRACKING_ENV] = saved
+
+
 def _is_not_found(exc: Exception) -> bool:
     return getattr(exc, "error_code", "") in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
 
@@ -333,7 +357,6 @@ class ModelRegistry:
         import mlflow
         import pandas as pd
         from mlflow.models import infer_signature
-        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
         inputs = [str(text) for text in golden_inputs]
         golden = predict_each(model, inputs)
@@ -355,7 +378,7 @@ class ModelRegistry:
                 work = Path(tmp)
                 with (
                     _FLUENT_LOCK,
-                    _use_tracking_uri(self.tracking_uri),
+                    _fluent_tracking_uri(self.tracking_uri),
                     mlflow.start_run(run_id=run_id),
                 ):
                     mlflow.log_params({k: str(v)[:500] for k, v in params.items()})

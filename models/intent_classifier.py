@@ -169,6 +169,11 @@ class FaultyIntentClassifier(ClassifierMixin, BaseEstimator):
             )
         return self.pipeline_.predict(items)
 
+    @property
+    def clean_estimator(self) -> Any:
+        """The fitted pipeline without injected faults (holdout scoring uses it)."""
+        return self.pipeline_
+
     def __sklearn_tags__(self) -> Any:
         """Declare string input, as the wrapped pipeline does."""
         tags = super().__sklearn_tags__()

@@ -19,10 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from core.registry import ModelRegistry, ModelVersionInfo
+from core.training import register_trained, train_family
 from models import get_family
-from models.evaluation import evaluate
 from models.intent_classifier import IntentClassifierConfig
-from models.training import snapshot_digest, validate_training_frame
 
 #: The synthetic data's end date in tests, so snapshots are identical on every day.
 DATA_END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -86,31 +85,11 @@ def train_and_register(
     """
     family = get_family("intent-classifier")
     cfg = family.parse_config(dict(config) if isinstance(config, Mapping) else config)
-    frame = training_frame(rows, seed)
-    validate_training_frame(frame, family.labels)
-    split = family.split(frame, cfg)
-    model = family.fit(split.train, cfg)
-    clean = cfg.model_copy(update={"fault_rate": 0.0, "extra_latency_ms": 0.0})
-    scoring = family.fit(split.train, clean) if cfg.is_faulty else model
-    evaluation = evaluate(
-        scoring, split.holdout["text"].tolist(), split.holdout["intent"].tolist(), family.labels
-    )
-    all_tags = {
-        "data_snapshot_hash": snapshot_digest(frame),
-        "training_window": split.window_label,
-        "training_rows": str(len(split.train)),
-        "image_version": image_version or registry.image_version,
-        **(tags or {}),
-    }
-    info = registry.register(
-        name,
-        model,
-        tags=all_tags,
-        params=family.params_of(cfg),
-        metrics=evaluation.metrics(),
-        golden_inputs=list(family.golden_inputs),
-    )
+    trained = train_family(training_frame(rows, seed), family, cfg)
+    info = register_trained(registry, trained, family, image_version=image_version, name=name)
+    if tags:
+        for key, value in tags.items():
+            registry.set_tag(name, info.version, key, value)
     if alias:
         registry.set_alias(name, alias, info.version)
-        info = registry.get_version(name, info.version)
-    return info
+    return registry.get_version(name, info.version)

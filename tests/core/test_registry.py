@@ -209,3 +209,15 @@ def test_slow_version_sleeps_per_input(tmp_path: Path) -> None:
     started = time.perf_counter()
     loaded.predict(["a b c"] * 5)
     assert time.perf_counter() - started >= 0.1  # 5 inputs x 20 ms, a lower bound only
+
+
+def test_register_version_leaves_tracking_uri_env_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's fluent URI switch deletes MLFLOW_TRACKING_URI on restore; ours must not."""
+    import os
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///somewhere-else.db")
+    registry = make_registry(tmp_path)
+    train_and_register(registry)
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///somewhere-else.db"

@@ -1,0 +1,80 @@
+"""Prefect tasks for training: each wraps one call of `core.training` / `core.source`.
+
+Only the source read does I/O and retries, and only on transient errors; a `DataError`
+(empty table, one class, unknown labels) fails at once with its message.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from config import Settings
+from core import training
+from core.registry import ModelVersionInfo
+from models import ModelFamily
+from models.evaluation import Evaluation
+from models.training import TrainingSplit
+from tasks.registry import retry_if_transient
+
+
+@task(
+    name="train-read-snapshot",
+    retries=3,
+    retry_delay_seconds=[2, 5, 10],
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+)
+def read_snapshot(settings: Settings, until: datetime | None = None) -> pd.DataFrame:
+    """The source table's rows (before `until`, if given), validated by the reader."""
+    from core.source import read_queries
+
+    return read_queries(settings, until=until)
+
+
+@task(name="train-describe-snapshot", cache_policy=NO_CACHE)
+def describe_snapshot(frame: pd.DataFrame, family: ModelFamily) -> training.SnapshotInfo:
+    """`core.training.describe_snapshot`: validate for the family and hash."""
+    return training.describe_snapshot(frame, family)
+
+
+@task(name="train-split-snapshot", cache_policy=NO_CACHE)
+def split_snapshot(frame: pd.DataFrame, family: ModelFamily, config: Any) -> TrainingSplit:
+    """`core.training.split_snapshot`: training window and recent holdout."""
+    return training.split_snapshot(frame, family, config)
+
+
+@task(name="train-fit-model", cache_policy=NO_CACHE)
+def fit_model(split: TrainingSplit, family: ModelFamily, config: Any) -> Any:
+    """`core.training.fit_model`."""
+    return training.fit_model(split, family, config)
+
+
+@task(name="train-evaluate-model", cache_policy=NO_CACHE)
+def evaluate_model(model: Any, split: TrainingSplit, family: ModelFamily) -> Evaluation:
+    """`core.training.evaluate_model` on the holdout."""
+    return training.evaluate_model(model, split, family)
+
+
+@task(name="train-publish-report", cache_policy=NO_CACHE)
+def publish_training_report(info: ModelVersionInfo, trained: training.TrainedModel) -> str:
+    """Leave the training summary as a Prefect markdown artifact; return the markdown."""
+    markdown = training.training_report_markdown(info, trained)
+    create_markdown_artifact(
+        markdown=markdown,
+        key=f"train-{info.name}".lower().replace("_", "-").replace(".", "-"),
+        description=f"{info.name} v{info.version}: holdout accuracy "
+        f"{trained.evaluation.accuracy:.1%}",
+    )
+    return markdown
+
+
+@task(name="report-publish-markdown", cache_policy=NO_CACHE)
+def publish_markdown(key: str, markdown: str, description: str) -> None:
+    """Leave a markdown report as a Prefect artifact under `key`."""
+    create_markdown_artifact(markdown=markdown, key=key, description=description)

@@ -1,0 +1,78 @@
+"""`retrain-on-image-change` under the real Prefect harness, MLflow sqlite store and ledger."""
+
+from __future__ import annotations
+
+import pytest
+
+from config import get_settings
+from core.errors import ConflictError
+from core.registry import ModelRegistry
+from tests.factories import DATA_END
+
+pytestmark = pytest.mark.slow
+NAME = "intent-classifier"
+
+
+@pytest.fixture
+def lifecycle_env(monkeypatch: pytest.MonkeyPatch):
+    """A migrated state database and a filled source table for the isolated settings."""
+    from core.db import make_engine, upgrade
+    from create_data import create_source_table
+
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    create_source_table(settings.source_database_url, rows=1_500, seed=7, end=DATA_END)
+
+    def use_image(image: str) -> ModelRegistry:
+        monkeypatch.setenv("IMAGE_VERSION", image)
+        get_settings.cache_clear()
+        return ModelRegistry.from_settings(get_settings())
+
+    yield engine, use_image
+    engine.dispose()
+
+
+def test_retrain_new_image_creates_one_candidate_then_nothing(lifecycle_env) -> None:
+    from core.ledger import current_release
+    from flows.retrain_on_image_change import retrain_on_image_change
+
+    engine, use_image = lifecycle_env
+
+    # First image: no champion yet -> v1 becomes champion with a first release.
+    registry = use_image("img-1")
+    [first] = retrain_on_image_change()
+    assert (first.action, first.version) == ("first_champion", "1")
+    assert registry.aliases(NAME) == {"champion": "1"}
+    release = current_release(engine, "dev")
+    assert release is not None
+    assert release.model_versions == {NAME: "1"}
+    assert release.image_version == "img-1"
+    assert release.artifact_digests[NAME] == registry.get_version(NAME, "1").artifact_sha256
+
+    # New image: the champion is judged, one new version opens as candidate.
+    registry = use_image("img-2")
+    [second] = retrain_on_image_change(image_version="img-2")
+    assert (second.action, second.version) == ("candidate", "2")
+    assert second.champion_verdict == "compatible"
+    assert registry.aliases(NAME) == {"champion": "1", "candidate": "2"}
+    assert [v.version for v in registry.list_versions(NAME, image_version="img-2")] == ["2"]
+    champion = registry.get_version(NAME, "1")
+    assert champion.compat_verdict("img-2") == "compatible"
+    assert "golden predictions" in champion.tags["compat.img-2.reason"]
+
+    # Same image again: nothing new.
+    [third] = retrain_on_image_change()
+    assert (third.action, third.version) == ("up_to_date", "2")
+    assert [v.version for v in registry.list_versions(NAME)] == ["1", "2"]
+    assert current_release(engine, "dev").id == release.id
+
+
+def test_retrain_refuses_an_image_other_than_the_running_one(lifecycle_env) -> None:
+    from flows.retrain_on_image_change import retrain_on_image_change
+
+    _, use_image = lifecycle_env
+    registry = use_image("img-1")
+    with pytest.raises(ConflictError, match="run the flow in the new image"):
+        retrain_on_image_change(image_version="img-9")
+    assert registry.list_models() == []
