@@ -5,7 +5,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export DO_NOT_TRACK ?= 1
 
-.PHONY: setup demo test term lint bench data migrate clean
+.PHONY: setup demo test term lint bench data migrate deploy worker clean
 
 setup: ## install uv if absent, then the locked environment
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -34,6 +34,13 @@ migrate: setup
 
 data: setup
 	$(UV) run python create_data.py
+
+deploy: setup ## apply every deployment in prefect.yaml to PREFECT_API_URL
+	$(UV) run prefect --no-prompt deploy --all
+
+worker: setup ## a local process worker for the `local` deployments
+	$(UV) run prefect work-pool create local --type process --overwrite
+	$(UV) run prefect worker start --pool local --type process
 
 clean:
 	rm -rf .local

@@ -87,3 +87,7 @@ def demo() -> None:
     from cli.demo import run_demo
 
     run_demo(console)
+
+
+if __name__ == "__main__":
+    main()
