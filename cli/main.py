@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.ledger import register as register_ledger
+from cli.registry import register as register_registry
 from cli.serve import serve
 from cli.term import term
 from config import ConfigError, load_settings, masked_items
@@ -27,6 +28,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="State database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 register_ledger(app)
+register_registry(app)
 app.command("serve")(serve)
 app.command("term")(term)
 

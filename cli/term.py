@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from cli.ledger import term_ledger
+from cli.registry import term_registry
 from config import Settings, load_settings
 from config.settings import env_file_path
 from core.errors import SmlError
@@ -159,6 +160,7 @@ PRELOADED: dict[str, Preloader] = {
     "console": lambda ctx: ctx.console,
     "status": lambda ctx: partial(print_status, ctx),
     "ledger": term_ledger,
+    "registry": term_registry,
 }
 
 

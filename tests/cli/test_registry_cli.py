@@ -1,0 +1,63 @@
+"""`sml registry`: versions table, show, check, against a real MLflow sqlite store."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+
+from config import get_settings
+from core.registry import ModelRegistry
+from tests.factories import train_and_register
+
+NAME = "intent-classifier"
+
+
+@pytest.fixture
+def registered(monkeypatch: pytest.MonkeyPatch, sml) -> ModelRegistry:
+    """v1 (image img-1, champion) and v2 (image img-2, candidate) in the settings' store;
+    the CLI runs on image img-2 with wide, colourless tables."""
+    monkeypatch.setattr("cli.registry.console", Console(width=300, color_system=None))
+    monkeypatch.setenv("IMAGE_VERSION", "img-2")
+    get_settings.cache_clear()
+    registry = ModelRegistry.from_settings(get_settings())
+    train_and_register(registry, image_version="img-1", alias="champion")
+    train_and_register(registry, image_version="img-2", alias="candidate")
+    return registry
+
+
+def test_registry_lists_versions_with_aliases_and_verdicts(registered, sml) -> None:
+    result = sml("registry")
+    assert result.code == 0, result.err
+    assert "running image img-2" in result.out
+    rows = [line for line in result.out.splitlines() if NAME in line]
+    assert len(rows) == 2
+    v2, v1 = rows  # newest first
+    assert "candidate" in v2
+    assert "native" in v2
+    assert "champion" in v1
+    assert "img-1" in v1
+
+
+def test_registry_check_records_verdict_then_lists_it(registered, sml) -> None:
+    result = sml("registry", "check", NAME, "champion")
+    assert result.code == 0, result.err
+    assert "v1 under img-2: compatible" in result.out
+    assert registered.get_version(NAME, "1").compat_verdict("img-2") == "compatible"
+    listing = sml("registry", "--image", "img-1")
+    rows = [line for line in listing.out.splitlines() if NAME in line]
+    assert len(rows) == 1
+    assert "compatible" in rows[0]
+
+
+def test_registry_show_prints_every_tag(registered, sml) -> None:
+    result = sml("registry", "show", NAME, "2")
+    assert result.code == 0, result.err
+    for tag in ("artifact_sha256", "data_snapshot_hash", "golden_digest", "pkg.scikit-learn"):
+        assert tag in result.out
+
+
+def test_registry_show_unknown_version_is_one_line_error(registered, sml) -> None:
+    result = sml("registry", "show", NAME, "9")
+    assert result.code == 2
+    assert "has no version 9" in result.err
+    assert "Traceback" not in result.err
