@@ -88,25 +88,34 @@ class IntentClassifierConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     training_window_days: int | None = Field(
-        60, ge=1, description="train on the last N days of the snapshot (None = all history)"
+        default=60,
+        ge=1,
+        description="train on the last N days of the snapshot (None = all history)",
     )
-    word_ngram_max: int = Field(2, ge=1, le=3, description="longest word n-gram")
-    char_ngrams: bool = Field(False, description="add character n-grams (2-5, word-bounded)")
-    min_df: int = Field(1, ge=1)
-    max_features: int | None = Field(50_000, ge=100)
+    word_ngram_max: int = Field(default=2, ge=1, le=3, description="longest word n-gram")
+    char_ngrams: bool = Field(
+        default=False, description="add character n-grams (2-5, word-bounded)"
+    )
+    min_df: int = Field(default=1, ge=1)
+    max_features: int | None = Field(default=50_000, ge=100)
     sublinear_tf: bool = True
-    C: float = Field(1.0, gt=0, description="inverse regularization strength")
+    C: float = Field(default=1.0, gt=0, description="inverse regularization strength")
     class_weight: Literal["balanced"] | None = "balanced"
-    max_iter: int = Field(2_000, ge=100)
-    holdout_days: int = Field(21, ge=1, description="the holdout comes from the last N days")
-    holdout_fraction: float = Field(0.5, gt=0, lt=1)
+    max_iter: int = Field(default=2_000, ge=100)
+    holdout_days: int = Field(
+        default=21, ge=1, description="the holdout comes from the last N days"
+    )
+    holdout_fraction: float = Field(default=0.5, gt=0, lt=1)
     seed: int = 0
     # --- test/demo-only knobs (see module docstring) -------------------------------
     fault_rate: float = Field(
-        0.0, ge=0, le=1, description="TEST/DEMO ONLY: share of inputs on which predict raises"
+        default=0.0,
+        ge=0,
+        le=1,
+        description="TEST/DEMO ONLY: share of inputs on which predict raises",
     )
     extra_latency_ms: float = Field(
-        0.0, ge=0, le=10_000, description="TEST/DEMO ONLY: sleep per input in predict"
+        default=0.0, ge=0, le=10_000, description="TEST/DEMO ONLY: sleep per input in predict"
     )
 
     @property
