@@ -15,6 +15,7 @@ from rich.table import Table
 from cli.ledger import register as register_ledger
 from cli.registry import register as register_registry
 from cli.serve import serve
+from cli.state import state_app
 from cli.term import term
 from config import ConfigError, load_settings, masked_items
 from core.errors import SmlError
@@ -30,6 +31,7 @@ app.add_typer(db_app, name="db")
 register_ledger(app)
 register_registry(app)
 app.command("serve")(serve)
+app.add_typer(state_app, name="state")
 app.command("term")(term)
 
 console = Console()

@@ -196,3 +196,17 @@ class Release(Base):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
 
     __table_args__ = (Index(None, "env", "created_at"), Index(None, "tag"))
+
+
+class ReleaseStateRow(Base):
+    """A published derived state, one per set of model versions (see core.release_state)."""
+
+    __tablename__ = "release_states"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    backend: Mapped[str] = mapped_column(String(16))
+    location: Mapped[str] = mapped_column(Text)
+    model_versions: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    rows: Mapped[int] = mapped_column(Integer)
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    build_seconds: Mapped[float] = mapped_column(Float)
