@@ -21,4 +21,13 @@ Traffic rows written per request (the canary analysis reads these with SQL):
   rate = share of role=champion rows with error set; fallback rows are served answers.
 - A champion failure (nothing to fall back to) writes its row with error set and answers
   500.
+- Shadow rows are written when the batched shadow call finishes (up to ~0.2 s later);
+  their latency_ms is the batch time divided by the batch size (amortised), so do not
+  compare it with champion/candidate latencies (the canary analysis does not use it).
+
+Public API: `serving.app.create_app(settings, *, model_source=None, engine=None,
+state_reader=None, shadow_in_canary=True, shadow_max_batch=64)`; once the lifespan has
+started, `app.state.service` is the `serving.service.RouterService` (`wait_ready()`,
+`plans()`, `writer`, `metrics`). `serving.server.serve_in_thread(app)` serves it on a free
+loopback port and yields the base URL.
 """
