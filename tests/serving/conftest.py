@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -23,7 +23,11 @@ from serving.app import create_app
 from serving.server import serve_in_thread
 from serving.service import RouterService
 
+if TYPE_CHECKING:
+    from core.registry import ModelRegistry
+
 MODEL = "intent-classifier"
+FAULT_RATE = 0.3
 INTENTS = {"refund": "billing", "invoice": "billing", "password": "account", "crash": "bug"}
 
 
@@ -216,3 +220,41 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> float:
 def spill_dir(isolated_settings: Path) -> Path:
     """Where the test router spills traffic."""
     return isolated_settings / "spill"
+
+
+@dataclass(frozen=True)
+class RegisteredVersions:
+    """Real registered versions (MLflow sqlite store) shared by the router tests."""
+
+    registry_dir: Path
+    champion: str
+    faulty: str
+    slow: str
+    texts: list[str]
+
+    def registry(self) -> ModelRegistry:
+        """A fresh registry object (its own cache of loaded models) on the shared store."""
+        from factories import make_registry
+
+        return make_registry(self.registry_dir)
+
+
+@pytest.fixture(scope="session")
+def registered_versions(tmp_path_factory: pytest.TempPathFactory) -> RegisteredVersions:
+    """Train and register once per session: a clean champion, a candidate that raises on
+    ~FAULT_RATE of inputs, and a candidate that takes 300 ms per input."""
+    from factories import (
+        faulty_config,
+        make_registry,
+        slow_config,
+        train_and_register,
+        training_frame,
+    )
+
+    root = tmp_path_factory.mktemp("registry")
+    registry = make_registry(root)
+    champion = train_and_register(registry, alias="champion").version
+    faulty = train_and_register(registry, config=faulty_config(FAULT_RATE)).version
+    slow = train_and_register(registry, config=slow_config(300.0)).version
+    texts = list(dict.fromkeys(training_frame(400)["text"].tolist()))[:120]
+    return RegisteredVersions(root, champion, faulty, slow, texts)

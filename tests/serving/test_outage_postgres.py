@@ -8,8 +8,7 @@ import time
 import httpx
 import pytest
 from conftest import (
-    DictModelSource,
-    KeywordModel,
+    RegisteredVersions,
     RouterFactory,
     open_canary,
     release,
@@ -25,11 +24,11 @@ from core.db import Traffic, make_engine, session_scope, upgrade
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.integration]
 
 
-def _drive(client: httpx.Client, n: int, offset: int) -> list[dict[str, str]]:
+def _drive(client: httpx.Client, texts: list[str], n: int, offset: int) -> list[dict[str, str]]:
     bodies = []
     for i in range(offset, offset + n):
         response = client.post(
-            "/predict", json={"text": f"refund request {i}", "user_id": f"user-{i % 97}"}
+            "/predict", json={"text": texts[i % len(texts)], "user_id": f"user-{i % 97}"}
         )
         assert response.status_code == 200, response.text
         bodies.append(response.json())
@@ -37,38 +36,38 @@ def _drive(client: httpx.Client, n: int, offset: int) -> list[dict[str, str]]:
 
 
 def test_database_outage_mid_traffic_loses_no_rows(
-    postgres_url: str, run_router: RouterFactory
+    postgres_url: str, run_router: RouterFactory, registered_versions: RegisteredVersions
 ) -> None:
+    versions = registered_versions
+    texts = versions.texts
     direct = make_engine(postgres_url)
     upgrade(direct)
-    release(direct, "1")
-    rollout_id = open_canary(direct, "2", 50.0)
+    release(direct, versions.champion)
+    # a real registered candidate that raises on ~30% of inputs: fallbacks during the outage
+    rollout_id = open_canary(direct, versions.faulty, 50.0)
     upstream = make_url(postgres_url)
     proxy = TcpProxy(upstream.host or "127.0.0.1", upstream.port or 5432).start()
     via_proxy = upstream.set(port=proxy.port).render_as_string(hide_password=False)
 
-    source = DictModelSource()
-    source.add(KeywordModel("1"))
-    source.add(KeywordModel("2", fail_on="request 1"))  # some candidate failures too
-    router = run_router(router_settings(via_proxy), model_source=source)
+    router = run_router(router_settings(via_proxy), model_source=versions.registry())
     client = router.client
     writer = router.service.writer
 
-    served = _drive(client, 150, 0)
+    served = _drive(client, texts, 150, 0)
     assert writer.flush()
     proxy.cut()
     cut_at = time.monotonic()
-    served += _drive(client, 200, 150)
+    served += _drive(client, texts, 200, 150)
     wait_until(lambda: writer.stats().spilled > 0 and not writer.stats().database_up)
     # keep the database away for a few seconds of traffic and polls
     while time.monotonic() - cut_at < 3.0:
-        served += _drive(client, 20, len(served))
+        served += _drive(client, texts, 20, len(served))
     assert router.client.get("/metrics").status_code == 200
     assert "router_state_poll_errors_total" in client.get("/metrics").text
     during = writer.stats()
     assert during.spill_pending > 0
     proxy.restore()
-    served += _drive(client, 150, len(served))
+    served += _drive(client, texts, 150, len(served))
     wait_until(lambda: writer.stats().database_up and writer.stats().spill_pending == 0, 30)
     router.stop()  # flushes the rest, as on SIGTERM
     proxy.close()

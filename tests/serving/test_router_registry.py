@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from conftest import MODEL, RouterFactory, count_traffic, open_canary, release, router_settings
+from conftest import (
+    FAULT_RATE,
+    MODEL,
+    RegisteredVersions,
+    RouterFactory,
+    count_traffic,
+    open_canary,
+    release,
+    router_settings,
+)
 from sqlalchemy import Engine, select
 
 from core.db import Traffic, make_engine, session_scope, upgrade
@@ -17,51 +24,21 @@ from core.registry import ModelRegistry
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-FAULT_RATE = 0.3
 
-
-@dataclass(frozen=True)
-class Versions:
-    """Registered versions shared by this module's tests."""
-
-    registry_dir: Path
-    champion: str
-    faulty: str
-    slow: str
-    texts: list[str]
-
-
-@pytest.fixture(scope="module")
-def versions(tmp_path_factory: pytest.TempPathFactory) -> Versions:
-    """Train and register: a clean champion, a candidate that raises on ~30% of inputs,
-    and a candidate that takes 300 ms per input."""
-    from factories import (
-        faulty_config,
-        make_registry,
-        slow_config,
-        train_and_register,
-        training_frame,
-    )
-
-    root = tmp_path_factory.mktemp("registry")
-    registry = make_registry(root)
-    champion = train_and_register(registry, alias="champion").version
-    faulty = train_and_register(registry, config=faulty_config(FAULT_RATE)).version
-    slow = train_and_register(registry, config=slow_config(300.0)).version
-    texts = list(dict.fromkeys(training_frame(400)["text"].tolist()))[:120]
-    return Versions(root, champion, faulty, slow, texts)
+@pytest.fixture
+def versions(registered_versions: RegisteredVersions) -> RegisteredVersions:
+    """The session's registered versions."""
+    return registered_versions
 
 
 @pytest.fixture
-def registry(versions: Versions) -> ModelRegistry:
+def registry(versions: RegisteredVersions) -> ModelRegistry:
     """A fresh registry object (own cache of loaded models) on the shared store."""
-    from factories import make_registry
-
-    return make_registry(versions.registry_dir)
+    return versions.registry()
 
 
 @pytest.fixture
-def state(sqlite_url: str, versions: Versions) -> Iterator[Engine]:
+def state(sqlite_url: str, versions: RegisteredVersions) -> Iterator[Engine]:
     """A state db whose dev release serves the registered champion."""
     engine = make_engine(sqlite_url)
     upgrade(engine)
@@ -76,7 +53,7 @@ def _url(engine: Engine) -> str:
 
 def test_candidate_raising_on_some_inputs_fails_no_request(
     state: Engine,
-    versions: Versions,
+    versions: RegisteredVersions,
     registry: ModelRegistry,
     run_router: RouterFactory,
     caplog: pytest.LogCaptureFixture,
@@ -121,7 +98,7 @@ def test_candidate_raising_on_some_inputs_fails_no_request(
 
 
 def test_slow_candidate_times_out_to_champion(
-    state: Engine, versions: Versions, registry: ModelRegistry, run_router: RouterFactory
+    state: Engine, versions: RegisteredVersions, registry: ModelRegistry, run_router: RouterFactory
 ) -> None:
     open_canary(state, versions.slow, 100.0)
     router = run_router(
@@ -135,7 +112,7 @@ def test_slow_candidate_times_out_to_champion(
 
 
 def test_tampered_candidate_is_refused_and_champion_answers(
-    state: Engine, versions: Versions, registry: ModelRegistry, run_router: RouterFactory
+    state: Engine, versions: RegisteredVersions, registry: ModelRegistry, run_router: RouterFactory
 ) -> None:
     pickle_path = registry.artifact_path(MODEL, versions.faulty)
     original = pickle_path.read_bytes()
