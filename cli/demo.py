@@ -1,17 +1,25 @@
-"""`sml demo`: the project's main job, on embedded defaults (SQLite, local MLflow, Prefect).
+"""`sml demo`: the whole model lifecycle on embedded defaults (SQLite, local MLflow, Prefect).
 
-The demo is a list of steps, each a function of (settings, console). Each capability adds
-its step here, in lifecycle order, so `make demo` always runs the most complete lifecycle.
+The demo is a list of steps, each a function of (settings, console), in lifecycle order:
+state database, source data, v1 champion, the release ledger, simulated users through the
+router (in process), an image bump with retraining, shadow evaluation, canary stages up to
+promotion, a faulty candidate rolled back by the controller, and a summary with PNG plots
+of each stage's figures in `.local/reports/`. Prefect's temporary server starts once, at
+the first flow, and serves every flow of the run. The canary policy is shortened for the
+demo (`cli.lifecycle.DEMO_OVERRIDES`).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 from rich.console import Console
 
 from cli.ledger import demo_step as step_release_ledger
-from config import Settings, load_settings
+from cli.lifecycle import Lifecycle, apply_demo_environment, start_warm_up
+from config import Settings, get_settings
 from core.db import make_engine, upgrade
 from core.db.engine import table_names
 from create_data import step_source_data
@@ -25,16 +33,40 @@ def step_migrate(settings: Settings, console: Console) -> None:
     engine.dispose()
 
 
+LIFECYCLE = Lifecycle()
+
 STEPS: list[tuple[str, Callable[[Settings, Console], None]]] = [
     ("state database", step_migrate),
     ("source data", step_source_data),
+    ("v1 champion", LIFECYCLE.step_champion),
     ("release ledger", step_release_ledger),
+    ("users through the router", LIFECYCLE.step_users),
+    ("image bump and retrain", LIFECYCLE.step_image_bump),
+    ("shadow evaluation", LIFECYCLE.step_shadow),
+    ("canary up to promotion", LIFECYCLE.step_canary),
+    ("faulty candidate rolled back", LIFECYCLE.step_faulty),
+    ("summary and plots", LIFECYCLE.step_summary),
 ]
 
 
 def run_demo(console: Console) -> None:
-    """Run every step in order, numbered."""
-    settings = load_settings()
-    for number, (title, step) in enumerate(STEPS, start=1):
-        console.rule(f"[bold]{number}. {title}")
-        step(settings, console)
+    """Run every step in order, numbered, with the demo's short canary policy."""
+    apply_demo_environment()
+    LIFECYCLE.reset()
+    started = time.monotonic()
+    warm_up: list[threading.Thread] = []
+    try:
+        for number, (title, step) in enumerate(STEPS, start=1):
+            if step not in (step_migrate, step_source_data):  # needs Prefect and MLflow
+                for thread in warm_up:
+                    thread.join()
+            console.rule(f"[bold]{number}. {title}")
+            step_started = time.monotonic()
+            step(get_settings(), console)  # re-read: a step may change the environment
+            console.print(f"[dim]({time.monotonic() - step_started:.1f} s)[/dim]")
+            if step is step_migrate:
+                # after our migrations: MLflow's own (Alembic too) must not run alongside
+                warm_up = start_warm_up(get_settings())
+    finally:
+        LIFECYCLE.close()
+    console.rule(f"[bold]demo finished in {time.monotonic() - started:.0f} s")

@@ -1,0 +1,348 @@
+"""The model lifecycle steps of `sml demo`: users, image bump, retrain, shadow, canary.
+
+`Lifecycle` holds what the steps share (the in-process router, its HTTP client, the
+simulated users' data); each public method is one demo step `(settings, console)`.
+Everything runs on embedded defaults (SQLite, local MLflow, Prefect's temporary server,
+started once for the whole demo) with the short canary policy of `DEMO_OVERRIDES`, so the
+whole lifecycle fits in about a minute and a half:
+
+  users (through the router, with thumbs and labels) -> image bump + retrain ->
+  shadow evaluation (starts the canary) -> controller ticks: 10, 25, 50, 100% -> promote
+  -> a faulty candidate (raises on half its inputs) -> the controller rolls it back.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from config import Settings, get_settings
+
+MODEL = "intent-classifier"
+DEMO_IMAGE = "demo-image-2"
+
+# The demo's short canary policy (a laptop minute, not a production hour). Applied to the
+# process environment for the demo only, before any step reads Settings.
+DEMO_OVERRIDES: dict[str, str] = {
+    "CANARY_STAGES": "10,25,50,100",
+    "CANARY_BAKE_SECONDS": "0.5",
+    "CANARY_MIN_SAMPLES": "40",
+    # in process, the candidate path (thread pool + timeout) adds ~1-3 ms to ms-scale
+    # models: a relative p95 margin of 50% would hold an identical candidate forever
+    "CANARY_P95_MARGIN": "3",
+    "CANARY_REQUIRE_APPROVAL": "false",
+    "SHADOW_WINDOW_HOURS": "1",
+    "SHADOW_SAMPLE_SIZE": "600",
+    "SHADOW_BATCH_SIZE": "200",
+    "ROUTER_POLL_SECONDS": "0.2",
+    "TRAFFIC_FLUSH_SECONDS": "0.1",
+}
+PREFECT_QUIET: dict[str, str] = {
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
+MAX_TICKS_PER_STAGE = 6
+
+
+def start_warm_up(settings: Settings) -> list[threading.Thread]:
+    """Start Prefect's temporary server and create the MLflow store in the background.
+
+    Both take tens of seconds on 2 cores (the server is a subprocess, the store runs its
+    migrations); overlapping them with each other and the first steps saves that much.
+    Join the threads before the first flow runs.
+    """
+
+    def prefect_server() -> None:
+        if os.environ.get("PREFECT_API_URL"):
+            return
+        from prefect.server.api.server import SubprocessASGIServer
+
+        SubprocessASGIServer().start(timeout=120)
+
+    def mlflow_store() -> None:
+        from core.registry import ModelRegistry
+
+        ModelRegistry.from_settings(settings).client.search_experiments()
+
+    threads = [
+        threading.Thread(target=prefect_server, name="warm-prefect", daemon=True),
+        threading.Thread(target=mlflow_store, name="warm-mlflow", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def apply_demo_environment() -> None:
+    """Set the demo's policy and quiet Prefect logs; Settings are re-read afterwards."""
+    for key, value in (DEMO_OVERRIDES | PREFECT_QUIET).items():
+        os.environ[key] = value
+    get_settings.cache_clear()
+
+
+@dataclass
+class StageRecord:
+    """The figures one controller decision acted on (for the summary and the plots)."""
+
+    rollout_id: int
+    label: str
+    action: str
+    figures: dict[str, Any]
+
+
+@dataclass
+class Lifecycle:
+    """State shared by the lifecycle steps of one demo run."""
+
+    seed: int = 11
+    stack: ExitStack = field(default_factory=ExitStack)
+    client: Any = None
+    service: Any = None
+    texts: list[str] = field(default_factory=list)
+    intents: list[str] = field(default_factory=list)
+    served: int = 0
+    rollouts: list[int] = field(default_factory=list)
+
+    # --- plumbing --------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget a previous run (close its router first)."""
+        self.close()
+        self.stack = ExitStack()
+        self.texts, self.intents, self.rollouts, self.served = [], [], [], 0
+
+    def close(self) -> None:
+        """Stop the in-process router (flushes its traffic)."""
+        self.stack.close()
+        self.client = self.service = None
+
+    def _router(self, settings: Settings) -> Any:
+        if self.client is None:
+            from fastapi.testclient import TestClient
+
+            from create_data import generate_queries
+            from serving.app import create_app
+
+            app = create_app(settings)
+            self.client = self.stack.enter_context(TestClient(app))
+            self.service = app.state.service
+            if not self.service.wait_ready(timeout=60):
+                raise RuntimeError("the router did not load the champion within 60 s")
+            users = generate_queries(3_000, seed=self.seed)
+            self.texts = users["text"].tolist()
+            self.intents = users["intent"].tolist()
+        return self.client
+
+    def _users(self, settings: Settings, requests: int) -> dict[str, int]:
+        """Simulated users: predict, then thumbs (down when wrong) and sometimes a label."""
+        client = self._router(settings)
+        rng = np.random.default_rng(self.seed + self.served)
+        roles: dict[str, int] = {}
+        for _ in range(requests):
+            i = int(rng.integers(len(self.texts)))
+            user = f"user-{int(rng.integers(2_000))}"
+            answer = client.post("/predict", json={"text": self.texts[i], "user_id": user})
+            answer.raise_for_status()
+            body = answer.json()
+            roles[body["role"]] = roles.get(body["role"], 0) + 1
+            if rng.random() < 0.3:
+                thumbs = "up" if body["intent"] == self.intents[i] else "down"
+                feedback = {"request_id": body["request_id"], "kind": "thumbs", "value": thumbs}
+                client.post("/feedback", json=feedback).raise_for_status()
+            if rng.random() < 0.3:
+                label = {
+                    "request_id": body["request_id"],
+                    "kind": "label",
+                    "value": self.intents[i],
+                }
+                client.post("/feedback", json=label).raise_for_status()
+        self.served += requests
+        self.service.writer.flush()
+        return roles
+
+    def _sync_router(self) -> None:
+        """Let the router see the ledger's new state now (it polls every 0.2 s anyway)."""
+        if self.service is not None:
+            self.service.poller.poll_once()
+
+    def _drive_canary(self, settings: Settings, console: Console, rollout_id: int) -> str:
+        """Users + controller ticks until the rollout ends; print each decision."""
+        from core import ledger
+        from flows.rollout_controller import rollout_controller
+
+        engine = _engine(settings)
+        try:
+            for _ in range(MAX_TICKS_PER_STAGE * len(settings.CANARY_STAGES)):
+                rollout = ledger.get_rollout(engine, rollout_id)
+                if not rollout.is_active:
+                    return rollout.status
+                self._sync_router()
+                # enough users for both arms to reach the minimum sample this tick
+                share = min(rollout.percent, 100 - rollout.percent) or 100
+                requests = math.ceil(settings.CANARY_MIN_SAMPLES * 130 / share)
+                started = time.monotonic()
+                roles = self._users(settings, requests)
+                served = time.monotonic() - started
+                outcomes = rollout_controller(env=settings.ENVIRONMENT)
+                ticked = time.monotonic() - started - served
+                for outcome in outcomes:
+                    if outcome.rollout_id == rollout_id:
+                        console.print(
+                            f"  {rollout.percent:>5g}%  served {_roles(roles)} "
+                            f"[dim]({served:.1f} s)[/dim] -> tick [dim]({ticked:.1f} s)[/dim]: "
+                            f"[bold]{outcome.outcome}[/bold]  [dim]{outcome.detail[:70]}[/dim]"
+                        )
+            return ledger.get_rollout(engine, rollout_id).status
+        finally:
+            engine.dispose()
+
+    # --- steps -----------------------------------------------------------------------
+    def step_champion(self, settings: Settings, console: Console) -> None:
+        """Train v1 on the running image: no champion yet, so it becomes the champion."""
+        from flows.retrain_on_image_change import retrain_on_image_change
+
+        for o in retrain_on_image_change():
+            console.print(f"{o.model}: {o.action} v{o.version} ({o.reason})")
+
+    def step_users(self, settings: Settings, console: Console) -> None:
+        """Simulated users through the router in process, with thumbs and labels."""
+        roles = self._users(settings, 600)
+        console.print(f"600 requests served: {_roles(roles)}; feedback on ~30% (thumbs, labels)")
+
+    def step_image_bump(self, settings: Settings, console: Console) -> None:
+        """A new runtime image: judge the champion under it, retrain, open a candidate."""
+        from flows.retrain_on_image_change import retrain_on_image_change
+
+        os.environ["IMAGE_VERSION"] = DEMO_IMAGE
+        get_settings.cache_clear()
+        console.print(f"IMAGE_VERSION -> {DEMO_IMAGE}")
+        for o in retrain_on_image_change(image_version=DEMO_IMAGE):
+            console.print(f"{o.model}: {o.action} v{o.version} ({o.reason})")
+
+    def step_shadow(self, settings: Settings, console: Console) -> None:
+        """Replay recent traffic through champion and candidate; the gate starts the canary."""
+        from flows.shadow_evaluation import shadow_evaluation
+
+        report = shadow_evaluation(model_name=MODEL, latency_sample=100)
+        console.print(
+            f"{report.requests} requests replayed; agreement {report.agreement.describe()}"
+        )
+        if report.accuracy is not None:
+            a = report.accuracy
+            console.print(
+                f"accuracy champion {a.champion.describe()} vs candidate {a.candidate.describe()}, "
+                f"McNemar p={a.mcnemar_p_value:.3g}"
+            )
+        console.print(f"[bold]{report.gate.summary()}[/bold]")
+
+    def step_canary(self, settings: Settings, console: Console) -> None:
+        """Controller ticks with users in between, stage by stage, up to promotion."""
+        from core import ledger
+
+        engine = _engine(settings)
+        active = [r for r in ledger.active_rollouts(engine, settings.ENVIRONMENT)]
+        engine.dispose()
+        if not active:
+            console.print("no active rollout (the shadow gate failed): nothing to canary")
+            return
+        self.rollouts.append(active[0].id)
+        status = self._drive_canary(settings, console, active[0].id)
+        console.print(f"rollout #{active[0].id}: [bold]{status}[/bold]")
+
+    def step_faulty(self, settings: Settings, console: Console) -> None:
+        """A faulty candidate (raises on half its inputs) goes to canary; it is rolled back."""
+        from core import ledger
+        from flows.train import train
+
+        info = train(model_name=MODEL, config={"fault_rate": 0.5})
+        console.print(f"trained faulty v{info.version} (fault_rate=0.5, a demo-only knob)")
+        engine = _engine(settings)
+        rollout = ledger.start_rollout(
+            engine,
+            env=settings.ENVIRONMENT,
+            model_name=MODEL,
+            candidate_version=info.version,
+            stages=settings.CANARY_STAGES,
+            actor="demo-operator",
+            reason="canary straight away (no shadow evaluation)",
+        )
+        engine.dispose()
+        self.rollouts.append(rollout.id)
+        self._sync_router()
+        status = self._drive_canary(settings, console, rollout.id)
+        console.print(f"rollout #{rollout.id}: [bold]{status}[/bold]")
+
+    def step_summary(self, settings: Settings, console: Console) -> None:
+        """Releases, rollouts with their events, aliases; PNG plots of each stage."""
+        from core import ledger
+        from core.plots import stage_plot
+        from core.registry import ModelRegistry
+
+        self.close()
+        engine = _engine(settings)
+        try:
+            releases = ledger.releases_history(engine, settings.ENVIRONMENT, 10)
+            table = Table(title=f"releases of {settings.ENVIRONMENT}")
+            for column in ("#", "tag", "models", "reason"):
+                table.add_column(column)
+            for r in reversed(releases):
+                table.add_row(str(r.id), r.tag, str(r.model_versions), (r.reason or "")[:60])
+            console.print(table)
+            out_dir = settings.reports_dir
+            for rollout_id in self.rollouts:
+                rollout = ledger.get_rollout(engine, rollout_id)
+                events = ledger.rollout_events(engine, rollout_id)
+                console.print(
+                    f"rollout #{rollout.id} v{rollout.candidate_version} vs "
+                    f"v{rollout.champion_version}: {rollout.status}; events: "
+                    + ", ".join(e.kind for e in events)
+                )
+                stages = stage_records(
+                    rollout_id, events, ledger.rollout_stages(engine, rollout_id)
+                )
+                if stages:
+                    path = stage_plot(
+                        f"rollout #{rollout.id}: {MODEL} v{rollout.candidate_version} "
+                        f"({rollout.status})",
+                        [{"label": s.label, "figures": s.figures} for s in stages],
+                        Path(out_dir) / f"rollout-{rollout.id}-stages.png",
+                    )
+                    console.print(f"  stage figures plotted: {path}")
+            aliases = ModelRegistry.from_settings(settings).aliases(MODEL)
+            console.print(f"MLflow aliases of {MODEL}: {aliases}")
+            console.print(f"reports (PNG, markdown): {out_dir}")
+        finally:
+            engine.dispose()
+
+
+def stage_records(rollout_id: int, events: list[Any], stages: list[float]) -> list[StageRecord]:
+    """The figures each controller decision (advance, promote, rollback) acted on."""
+    records = []
+    for event in events:
+        figures = event.figures or {}
+        if event.kind not in ("advance", "promote", "rollback") or "figures" not in figures:
+            continue
+        index = int(figures.get("verdict", {}).get("stage_index", 0))
+        label = f"{stages[index]:g}%" if 0 <= index < len(stages) else str(index)
+        records.append(StageRecord(rollout_id, label, event.kind, figures["figures"]))
+    return records
+
+
+def _engine(settings: Settings) -> Any:
+    from core.db import make_engine
+
+    return make_engine(settings.database_url)
+
+
+def _roles(roles: dict[str, int]) -> str:
+    return ", ".join(f"{n} {role}" for role, n in sorted(roles.items()))
