@@ -66,6 +66,13 @@ def test_database_outage_mid_traffic_loses_no_rows(
     assert "router_state_poll_errors_total" in client.get("/metrics").text
     during = writer.stats()
     assert during.spill_pending > 0
+    gauges = {
+        line.split()[0]: float(line.split()[1])
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith(("router_traffic_spill_rows ", "router_traffic_database_up "))
+    }
+    assert gauges["router_traffic_spill_rows"] > 0
+    assert gauges["router_traffic_database_up"] == 0.0
     proxy.restore()
     served += _drive(client, texts, 150, len(served))
     wait_until(lambda: writer.stats().database_up and writer.stats().spill_pending == 0, 30)
