@@ -631,7 +631,8 @@ class ModelRegistry:
         Raises:
             NotFoundError: the version does not exist.
             DigestMismatchError: the artifact differs from the digest recorded at
-                registration (or none was recorded): it is not unpickled.
+                registration (or none was recorded): it is not unpickled. A local cached
+                copy that fails the check is downloaded again once before refusing.
         """
         key = (name, str(version))
         cached = self._loaded.get(key)
@@ -644,13 +645,19 @@ class ModelRegistry:
             if cached is not None:
                 return cached
             info = self.get_version(name, version)
-            path = self.artifact_path(name, info.version)
-            data = path.read_bytes()
-            actual = hashlib.sha256(data).hexdigest()
             if not info.artifact_sha256:
                 raise DigestMismatchError(
                     f"refusing to load {name} v{info.version}: no artifact digest was recorded"
                 )
+            path = self.artifact_path(name, info.version)
+            data = path.read_bytes()
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != info.artifact_sha256:
+                # A damaged local copy heals from the store; a damaged store copy is refused.
+                shutil.rmtree(path.parent, ignore_errors=True)
+                path = self.artifact_path(name, info.version)
+                data = path.read_bytes()
+                actual = hashlib.sha256(data).hexdigest()
             if actual != info.artifact_sha256:
                 raise DigestMismatchError(
                     f"refusing to load {name} v{info.version}: artifact sha256 {actual[:12]}... "

@@ -175,13 +175,21 @@ def test_load_tampered_artifact_refused_before_unpickling(tmp_path: Path) -> Non
     assert not marker.exists()
 
 
-def test_load_tampered_cache_refused(tmp_path: Path) -> None:
+def test_load_tampered_cache_heals_from_store_then_refuses_tampered_store(tmp_path: Path) -> None:
     registry = make_registry(tmp_path)
     info = train_and_register(registry)
     cached = registry.artifact_path(NAME, info.version)
     cached.write_bytes(cached.read_bytes() + b"\0")
+    loaded = registry.load(NAME, info.version)
+    assert loaded.artifact_sha256 == info.artifact_sha256
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == info.artifact_sha256
+
+    fresh = make_registry(tmp_path)  # a new process: empty in-memory cache
+    cached.write_bytes(b"corrupt")
+    stored = _stored_pickle(registry, info)
+    stored.write_bytes(stored.read_bytes()[:-1])
     with pytest.raises(DigestMismatchError, match="does not match the registered"):
-        registry.load(NAME, info.version)
+        fresh.load(NAME, info.version)
 
 
 def test_faulty_version_raises_on_selected_inputs(tmp_path: Path) -> None:
