@@ -111,3 +111,30 @@ def test_train_bad_source_data_fails_and_registers_nothing(make_frame, message: 
     with pytest.raises(DataError, match=message):
         train(model_name="intent-classifier")
     assert _registry().list_models() == []
+
+
+def test_retry_policy_retries_transient_errors_only() -> None:
+    from prefect import flow, task
+
+    from tasks.registry import retry_if_transient
+
+    attempts: list[str] = []
+
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_if_transient)
+    def flaky(kind: str) -> str:
+        attempts.append(kind)
+        if kind == "transient" and attempts.count(kind) == 1:
+            raise ConnectionResetError("database connection reset")
+        if kind == "data":
+            raise DataError("training data is empty")
+        return "ok"
+
+    @flow
+    def run(kind: str) -> str:
+        return flaky(kind)
+
+    assert run("transient") == "ok"
+    assert attempts.count("transient") == 2
+    with pytest.raises(DataError):
+        run("data")
+    assert attempts.count("data") == 1
