@@ -17,6 +17,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +129,9 @@ class Lifecycle:
 
     def _router(self, settings: Settings) -> Any:
         if self.client is None:
-            from fastapi.testclient import TestClient
+            with warnings.catch_warnings():  # starlette's notice about httpx, not ours
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from fastapi.testclient import TestClient
 
             from create_data import generate_queries
             from serving.app import create_app

@@ -195,7 +195,7 @@ class StageFigures:
 
 
 def _bind(sql: str) -> Any:
-    negative = (
+    negative: list[Any] = (
         [bindparam("negative", value=list(NEGATIVE_THUMBS), expanding=True)]
         if ":negative" in sql
         else []

@@ -32,12 +32,12 @@ def shadow_plots(report: ShadowReport, latency: LatencyProfile, out_dir: Path) -
     paths = []
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for values, label in (
+    for timings, label in (
         (latency.champion_ms, f"champion v{report.champion_version}"),
         (latency.candidate_ms, f"candidate v{report.candidate_version}"),
     ):
-        if values:
-            ax.hist(values, bins=40, alpha=0.6, label=label)
+        if timings:
+            ax.hist(timings, bins=40, alpha=0.6, label=label)
     ax.set_xlabel("single-request latency (ms)")
     ax.set_ylabel("requests")
     ax.set_title(f"{report.model_name}: latency distributions")

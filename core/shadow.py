@@ -499,15 +499,17 @@ def report_markdown(report: ShadowReport) -> str:
             f"{'n/a' if b is None else f'{b:.2f}'} |"
         )
     if report.accuracy is not None:
-        a = report.accuracy
-        lines.append(f"| accuracy (95% CI) | {a.champion.describe()} | {a.candidate.describe()} |")
+        acc = report.accuracy
+        lines.append(
+            f"| accuracy (95% CI) | {acc.champion.describe()} | {acc.candidate.describe()} |"
+        )
     lines += ["", f"Agreement (95% CI): {report.agreement.describe()}", ""]
     if report.accuracy is not None:
-        a = report.accuracy
+        acc = report.accuracy
         lines += [
-            f"Accuracy drop champion - candidate: {a.drop:+.4f} "
-            f"[{a.drop_low:+.4f}, {a.drop_high:+.4f}] (bootstrap 95%); "
-            f"McNemar exact p = {a.mcnemar_p_value:.4g}",
+            f"Accuracy drop champion - candidate: {acc.drop:+.4f} "
+            f"[{acc.drop_low:+.4f}, {acc.drop_high:+.4f}] (bootstrap 95%); "
+            f"McNemar exact p = {acc.mcnemar_p_value:.4g}",
             "",
         ]
     else:
