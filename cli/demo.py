@@ -19,6 +19,7 @@ from rich.console import Console
 
 from cli.ledger import demo_step as step_release_ledger
 from cli.lifecycle import Lifecycle, apply_demo_environment, start_warm_up
+from cli.registry import step_registry_state
 from config import Settings, get_settings
 from core.db import make_engine, upgrade
 from core.db.engine import table_names
@@ -39,6 +40,7 @@ STEPS: list[tuple[str, Callable[[Settings, Console], None]]] = [
     ("state database", step_migrate),
     ("source data", step_source_data),
     ("v1 champion", LIFECYCLE.step_champion),
+    ("model registry", step_registry_state),
     ("release ledger", step_release_ledger),
     ("users through the router", LIFECYCLE.step_users),
     ("image bump and retrain", LIFECYCLE.step_image_bump),

@@ -192,15 +192,19 @@ def register(app: typer.Typer) -> None:
     app.add_typer(registry_app, name="registry")
 
 
-def demo_step(settings: Settings, console: Console) -> None:
-    """Demo: retrain on the running image (first champion + first release), show the registry."""
-    from flows.retrain_on_image_change import retrain_on_image_change
-
-    for outcome in retrain_on_image_change():
-        console.print(f"{outcome.model}: {outcome.action} v{outcome.version} ({outcome.reason})")
-    console.print(
-        versions_table(open_registry(settings), list(settings.MODELS), settings.IMAGE_VERSION)
-    )
+def step_registry_state(settings: Settings, console: Console) -> None:
+    """Demo: the registry after the first champion (aliases, lineage, compat verdicts)."""
+    registry = open_registry(settings)
+    console.print(versions_table(registry, list(settings.MODELS), settings.IMAGE_VERSION))
+    for name in settings.MODELS:
+        champion = registry.version_by_alias(name, "champion")
+        if champion is not None:
+            console.print(
+                f"{name} champion v{champion.version}: image {champion.image_version}, "
+                f"snapshot {champion.tags.get('data_snapshot_hash', '')[:12]}, "
+                f"artifact sha256 {champion.artifact_sha256[:12]}, "
+                f"golden digest {champion.golden_digest[:12]}"
+            )
 
 
 def term_registry(ctx: Any) -> ModelRegistry:

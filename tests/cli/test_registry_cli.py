@@ -61,3 +61,13 @@ def test_registry_show_unknown_version_is_one_line_error(registered, sml) -> Non
     assert result.code == 2
     assert "has no version 9" in result.err
     assert "Traceback" not in result.err
+
+
+def test_step_registry_state_prints_table_and_champion_lineage(registered) -> None:
+    from cli.registry import step_registry_state
+
+    console = Console(record=True, width=300, color_system=None)
+    step_registry_state(get_settings(), console)
+    out = console.export_text()
+    assert "model registry (running image img-2)" in out
+    assert "intent-classifier champion v1: image img-1" in out
