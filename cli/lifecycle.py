@@ -7,7 +7,7 @@ started once for the whole demo) with the short canary policy of `DEMO_OVERRIDES
 whole lifecycle fits in about a minute and a half:
 
   users (through the router, with thumbs and labels) -> image bump + retrain ->
-  shadow evaluation (starts the canary) -> controller ticks: 10, 25, 50, 100% -> promote
+  shadow evaluation (starts the canary) -> controller ticks: 20, 40, 70, 100% -> promote
   -> a faulty candidate (raises on half its inputs) -> the controller rolls it back.
 """
 
@@ -35,9 +35,9 @@ DEMO_IMAGE = "demo-image-2"
 # The demo's short canary policy (a laptop minute, not a production hour). Applied to the
 # process environment for the demo only, before any step reads Settings.
 DEMO_OVERRIDES: dict[str, str] = {
-    "CANARY_STAGES": "10,25,50,100",
+    "CANARY_STAGES": "20,40,70,100",
     "CANARY_BAKE_SECONDS": "0.5",
-    "CANARY_MIN_SAMPLES": "40",
+    "CANARY_MIN_SAMPLES": "30",
     # in process, the candidate path (thread pool + timeout) adds ~1-3 ms to ms-scale
     # models: a relative p95 margin of 50% would hold an identical candidate forever
     "CANARY_P95_MARGIN": "3",
@@ -192,7 +192,7 @@ class Lifecycle:
                 self._sync_router()
                 # enough users for both arms to reach the minimum sample this tick
                 share = min(rollout.percent, 100 - rollout.percent) or 100
-                requests = math.ceil(settings.CANARY_MIN_SAMPLES * 130 / share)
+                requests = math.ceil(settings.CANARY_MIN_SAMPLES * 150 / share)
                 started = time.monotonic()
                 roles = self._users(settings, requests)
                 served = time.monotonic() - started

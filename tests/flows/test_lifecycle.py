@@ -65,8 +65,8 @@ def test_demo_lifecycle_final_state_exact(db_url: str, monkeypatch: pytest.Monke
             "promote",
         ]
         assert [(e.stage_index, e.percent) for e in ledger.rollout_events(engine, good.id)][2:] == [
-            (1, 25.0),
-            (2, 50.0),
+            (1, 40.0),
+            (2, 70.0),
             (3, 100.0),
             (3, 100.0),
         ]
