@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 
 from config import get_settings
 from core.errors import ConflictError
+from core.registry import ModelVersionInfo
 from flows.train import train
 from tasks.ledger import open_state_database
 from tasks.registry import (
@@ -70,14 +71,17 @@ def retrain_on_image_change(image_version: str | None = None) -> list[RetrainOut
     outcomes: list[RetrainOutcome] = []
     for model_name in settings.MODELS:
         existing = list_image_versions(registry, model_name, image)
-        if existing:
+        champion = version_by_alias(registry, model_name, "champion")
+        unfinished = (
+            existing[-1] if existing and _never_given_a_role(existing[-1], champion) else None
+        )
+        if existing and unfinished is None:
             latest = existing[-1]
             logger.info("%s already has v%s for image %s", model_name, latest.version, image)
             outcomes.append(
                 RetrainOutcome(model_name, "up_to_date", latest.version, reason="already trained")
             )
             continue
-        champion = version_by_alias(registry, model_name, "champion")
 
         # Transform
         verdict = None
@@ -92,7 +96,17 @@ def retrain_on_image_change(image_version: str | None = None) -> list[RetrainOut
                 report.verdict,
                 report.reason,
             )
-        info = train(model_name=model_name)
+        if unfinished is not None:
+            # an earlier run registered this version, then stopped before giving it its role
+            logger.warning(
+                "%s v%s was registered for image %s but never given a role: resuming",
+                model_name,
+                unfinished.version,
+                image,
+            )
+            info = unfinished
+        else:
+            info = train(model_name=model_name)
 
         # Load
         if champion is not None:
@@ -129,6 +143,14 @@ def retrain_on_image_change(image_version: str | None = None) -> list[RetrainOut
         + ", ".join(f"{o.model} {o.action} v{o.version}" for o in outcomes),
     )
     return outcomes
+
+
+def _never_given_a_role(version: ModelVersionInfo, champion: ModelVersionInfo | None) -> bool:
+    """True for a version an interrupted run left behind: no alias, never rolled back, and
+    newer than the champion (so it never served)."""
+    if version.aliases or "rolled_back_reason" in version.tags:
+        return False
+    return champion is None or int(version.version) > int(champion.version)
 
 
 def retrain_report_markdown(image: str, outcomes: list[RetrainOutcome]) -> str:

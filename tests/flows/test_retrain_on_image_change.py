@@ -79,3 +79,44 @@ def test_retrain_refuses_an_image_other_than_the_running_one(lifecycle_env) -> N
     with pytest.raises(ConflictError, match="run the flow in the new image"):
         retrain_on_image_change(image_version="img-9")
     assert registry.list_models() == []
+
+
+def test_retrain_resumes_a_run_that_stopped_between_register_and_alias(lifecycle_env) -> None:
+    from core.ledger import current_release
+    from flows.retrain_on_image_change import retrain_on_image_change
+    from flows.train import train
+
+    engine, use_image = lifecycle_env
+    use_image("img-1")
+    retrain_on_image_change()
+    registry = use_image("img-2")
+    # Given a run on img-2 that registered v2 and died before setting `candidate`
+    train(model_name=NAME)
+    assert registry.aliases(NAME) == {"champion": "1"}
+
+    # When the scheduled flow runs again on the same image
+    [outcome] = retrain_on_image_change()
+
+    # Then it finishes that run's work instead of training again or skipping the image
+    assert (outcome.action, outcome.version) == ("candidate", "2")
+    assert registry.aliases(NAME) == {"champion": "1", "candidate": "2"}
+    assert [v.version for v in registry.list_versions(NAME)] == ["1", "2"]
+    assert current_release(engine, "dev").model_versions == {NAME: "1"}
+    [again] = retrain_on_image_change()
+    assert again.action == "up_to_date"
+
+
+def test_retrain_resumes_a_first_champion_that_never_got_its_alias(lifecycle_env) -> None:
+    from core.ledger import current_release
+    from flows.retrain_on_image_change import retrain_on_image_change
+    from flows.train import train
+
+    engine, use_image = lifecycle_env
+    registry = use_image("img-1")
+    train(model_name=NAME)  # registered, then the run died: no champion, no release
+
+    [outcome] = retrain_on_image_change()
+
+    assert (outcome.action, outcome.version) == ("first_champion", "1")
+    assert registry.aliases(NAME) == {"champion": "1"}
+    assert current_release(engine, "dev").model_versions == {NAME: "1"}
