@@ -20,6 +20,7 @@ from rich.console import Console
 from cli.ledger import demo_step as step_release_ledger
 from cli.lifecycle import Lifecycle, apply_demo_environment, start_warm_up
 from cli.registry import step_registry_state
+from cli.state import step_release_state
 from config import Settings, get_settings
 from core.db import make_engine, upgrade
 from core.db.engine import table_names
@@ -46,6 +47,7 @@ STEPS: list[tuple[str, Callable[[Settings, Console], None]]] = [
     ("image bump and retrain", LIFECYCLE.step_image_bump),
     ("shadow evaluation", LIFECYCLE.step_shadow),
     ("canary up to promotion", LIFECYCLE.step_canary),
+    ("release state", step_release_state),
     ("faulty candidate rolled back", LIFECYCLE.step_faulty),
     ("summary and plots", LIFECYCLE.step_summary),
 ]

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.ledger import ledger_engine, model_registry
-from config import load_settings
+from config import Settings, load_settings
 from core.ledger import check_env, current_release
 from core.timeparse import parse_time
 
@@ -71,3 +71,39 @@ def show(
     ):
         table.add_row(field, value)
     console.print(table)
+
+
+def step_release_state(settings: Settings, console: Console) -> None:
+    """Demo: build the derived state of every release of the env, then show that rolling
+    back would switch to an already-built state (nothing to rebuild)."""
+    from core.ledger import releases_history
+    from core.registry import ModelRegistry
+    from core.release_state import build_release_state, state_key
+    from core.source import read_queries
+
+    env = settings.ENVIRONMENT
+    engine = ledger_engine(settings)
+    registry = ModelRegistry.from_settings(settings)
+    queries = read_queries(settings)
+    history = list(reversed(releases_history(engine, env, 50)))  # oldest first
+    table = Table(title=f"derived state per release of {env} (scored source queries)")
+    for column in ("release", "state key", "rows", "build"):
+        table.add_column(column)
+    for release in history:
+        state, built = build_release_state(
+            engine,
+            release.model_versions,
+            queries,
+            lambda name, version, texts: registry.load(name, version).predict(texts),
+            state_dir=settings.LOCAL_DIR / "release_state",
+        )
+        build = f"built in {state.build_seconds:.2f} s" if built else "reused (same versions)"
+        table.add_row(release.tag, state.key, f"{state.rows:,}", build)
+    console.print(table)
+    if len(history) >= 2:
+        parent = history[-2]
+        console.print(
+            f"a rollback of {env} to {parent.tag} switches readers to state "
+            f"{state_key(parent.model_versions)} by pointer: already built, nothing to rebuild"
+        )
+    engine.dispose()
