@@ -10,35 +10,27 @@ from datetime import datetime
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
 from core import controller, ledger
 from core.controller import CanaryPolicy, TickOutcome, TickPlan
 from core.ledger import AliasRegistry, RolloutRecord
-from tasks.ledger import retry_if_transient
-
-_IO_TASK: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": 2,
-    "retry_condition_fn": retry_if_transient,
-    "cache_policy": NO_CACHE,
-}
+from tasks.policies import IO_TASK
 
 
-@task(name="controller-active-rollouts", **_IO_TASK)
+@task(name="controller-active-rollouts", **IO_TASK)
 def active_rollouts(engine: Engine, env: str | None) -> list[RolloutRecord]:
     """`core.ledger.active_rollouts`: what the tick looks at."""
     return ledger.active_rollouts(engine, env)
 
 
-@task(name="controller-finish-promotions", **_IO_TASK)
+@task(name="controller-finish-promotions", **IO_TASK)
 def finish_promotions(engine: Engine, registry: AliasRegistry, env: str | None) -> list[int]:
     """`core.controller.finish_promotions`: aliases a crash left behind."""
     return controller.finish_promotions(engine, registry, env=env)
 
 
-@task(name="controller-plan-rollout", **_IO_TASK)
+@task(name="controller-plan-rollout", **IO_TASK)
 def plan_rollout(
     engine: Engine, rollout: RolloutRecord, policy: CanaryPolicy, now: datetime
 ) -> TickPlan:
@@ -48,7 +40,7 @@ def plan_rollout(
     return plan
 
 
-@task(name="controller-apply-plan", **_IO_TASK)
+@task(name="controller-apply-plan", **IO_TASK)
 def apply_plan(
     engine: Engine,
     plan: TickPlan,
@@ -70,13 +62,13 @@ def apply_plan(
     )
 
 
-@task(name="controller-approval-pending", **_IO_TASK)
+@task(name="controller-approval-pending", **IO_TASK)
 def approval_pending(engine: Engine, rollout: RolloutRecord, timeout_seconds: float) -> bool:
     """`core.controller.approval_pending`: was an operator already asked for this stage?"""
     return controller.approval_pending(engine, rollout, timeout_seconds=timeout_seconds)
 
 
-@task(name="controller-record-event", **_IO_TASK)
+@task(name="controller-record-event", **IO_TASK)
 def record_event(
     engine: Engine,
     rollout_id: int,
@@ -91,7 +83,7 @@ def record_event(
     )
 
 
-@task(name="controller-operator-rollback", **_IO_TASK)
+@task(name="controller-operator-rollback", **IO_TASK)
 def operator_rollback(
     engine: Engine, rollout_id: int, registry: AliasRegistry | None, actor: str, reason: str
 ) -> RolloutRecord:
@@ -99,7 +91,7 @@ def operator_rollback(
     return ledger.rollback(engine, rollout_id, actor=actor, reason=reason, registry=registry)
 
 
-@task(name="controller-operator-abort", **_IO_TASK)
+@task(name="controller-operator-abort", **IO_TASK)
 def operator_abort(engine: Engine, rollout_id: int, actor: str, reason: str) -> RolloutRecord:
     """`core.ledger.abort` on an operator's answer."""
     return ledger.abort(engine, rollout_id, actor=actor, reason=reason)

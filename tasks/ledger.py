@@ -17,30 +17,13 @@ from sqlalchemy import Engine
 from config import Settings
 from core import ledger
 from core.ledger import AliasRegistry, ReleaseRecord, RolloutRecord, VerdictFn
-from core.transient import is_transient_error
+from tasks.policies import IO_TASK
 
 if TYPE_CHECKING:
     from core.registry import ModelRegistry
 
 
-def retry_if_transient(_task: Any, _task_run: Any, state: Any) -> bool:
-    """Prefect `retry_condition_fn`: retry only when the failure was transient."""
-    try:
-        state.result()
-    except Exception as exc:
-        return is_transient_error(exc)
-    return False
-
-
-_LEDGER_TASK: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": 2,
-    "retry_condition_fn": retry_if_transient,
-    "cache_policy": NO_CACHE,
-}
-
-
-@task(name="ledger-open-state-database", **_LEDGER_TASK)
+@task(name="ledger-open-state-database", **IO_TASK)
 def open_state_database(settings: Settings) -> Engine:
     """An engine on the state database, checked to answer and to hold the ledger tables."""
     from core.db import make_engine, wait_for_database
@@ -62,7 +45,7 @@ def open_registry(settings: Settings) -> ModelRegistry:
     return ModelRegistry.from_settings(settings)
 
 
-@task(name="ledger-start-rollout", **_LEDGER_TASK)
+@task(name="ledger-start-rollout", **IO_TASK)
 def start_rollout_task(
     engine: Engine, registry: AliasRegistry | None, **kwargs: Any
 ) -> RolloutRecord:
@@ -70,25 +53,25 @@ def start_rollout_task(
     return ledger.start_rollout(engine, registry=registry, **kwargs)
 
 
-@task(name="ledger-pause", **_LEDGER_TASK)
+@task(name="ledger-pause", **IO_TASK)
 def pause_task(engine: Engine, rollout_id: int, actor: str, reason: str) -> RolloutRecord:
     """`core.ledger.pause`."""
     return ledger.pause(engine, rollout_id, actor=actor, reason=reason)
 
 
-@task(name="ledger-resume", **_LEDGER_TASK)
+@task(name="ledger-resume", **IO_TASK)
 def resume_task(engine: Engine, rollout_id: int, actor: str, reason: str) -> RolloutRecord:
     """`core.ledger.resume`."""
     return ledger.resume(engine, rollout_id, actor=actor, reason=reason)
 
 
-@task(name="ledger-abort", **_LEDGER_TASK)
+@task(name="ledger-abort", **IO_TASK)
 def abort_task(engine: Engine, rollout_id: int, actor: str, reason: str) -> RolloutRecord:
     """`core.ledger.abort`."""
     return ledger.abort(engine, rollout_id, actor=actor, reason=reason)
 
 
-@task(name="ledger-set-stage", **_LEDGER_TASK)
+@task(name="ledger-set-stage", **IO_TASK)
 def set_stage_task(
     engine: Engine, rollout_id: int, stage_index: int, actor: str, reason: str
 ) -> RolloutRecord:
@@ -96,7 +79,7 @@ def set_stage_task(
     return ledger.set_stage(engine, rollout_id, stage_index=stage_index, actor=actor, reason=reason)
 
 
-@task(name="ledger-promote", **_LEDGER_TASK)
+@task(name="ledger-promote", **IO_TASK)
 def promote_task(
     engine: Engine,
     rollout_id: int,
@@ -118,7 +101,7 @@ def promote_task(
     )
 
 
-@task(name="ledger-rollback-rollout", **_LEDGER_TASK)
+@task(name="ledger-rollback-rollout", **IO_TASK)
 def rollback_rollout_task(
     engine: Engine, rollout_id: int, actor: str, reason: str, registry: AliasRegistry | None
 ) -> RolloutRecord:
@@ -126,7 +109,7 @@ def rollback_rollout_task(
     return ledger.rollback(engine, rollout_id, actor=actor, reason=reason, registry=registry)
 
 
-@task(name="ledger-rollback-env", **_LEDGER_TASK)
+@task(name="ledger-rollback-env", **IO_TASK)
 def rollback_env_task(
     engine: Engine,
     env: str,

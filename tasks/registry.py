@@ -17,24 +17,7 @@ from config import Settings
 from core.compat import CompatReport
 from core.ledger import ReleaseRecord
 from core.registry import ModelRegistry, ModelVersionInfo
-from core.transient import is_transient_error
-
-
-def retry_if_transient(_task: Any, _task_run: Any, state: Any) -> bool:
-    """Prefect `retry_condition_fn`: retry only when the failure was transient."""
-    try:
-        state.result()
-    except Exception as exc:
-        return is_transient_error(exc)
-    return False
-
-
-_IO_TASK: dict[str, Any] = {
-    "retries": 3,
-    "retry_delay_seconds": [2, 5, 10],
-    "retry_condition_fn": retry_if_transient,
-    "cache_policy": NO_CACHE,
-}
+from tasks.policies import IO_TASK
 
 
 @task(name="registry-open", cache_policy=NO_CACHE)
@@ -43,7 +26,7 @@ def open_registry(settings: Settings) -> ModelRegistry:
     return ModelRegistry.from_settings(settings)
 
 
-@task(name="registry-register-trained", **_IO_TASK)
+@task(name="registry-register-trained", **IO_TASK)
 def register_trained(
     registry: ModelRegistry, trained: Any, family: Any, image_version: str
 ) -> ModelVersionInfo:
@@ -53,7 +36,7 @@ def register_trained(
     return register(registry, trained, family, image_version=image_version)
 
 
-@task(name="registry-list-image-versions", **_IO_TASK)
+@task(name="registry-list-image-versions", **IO_TASK)
 def list_image_versions(
     registry: ModelRegistry, name: str, image_version: str
 ) -> list[ModelVersionInfo]:
@@ -61,20 +44,20 @@ def list_image_versions(
     return registry.list_versions(name, image_version=image_version)
 
 
-@task(name="registry-version-by-alias", **_IO_TASK)
+@task(name="registry-version-by-alias", **IO_TASK)
 def version_by_alias(registry: ModelRegistry, name: str, alias: str) -> ModelVersionInfo | None:
     """The version an alias points at, or None."""
     return registry.version_by_alias(name, alias)
 
 
-@task(name="registry-set-alias", **_IO_TASK)
+@task(name="registry-set-alias", **IO_TASK)
 def set_alias(registry: ModelRegistry, name: str, alias: str, version: str) -> ModelVersionInfo:
     """Point `alias` at `version`; return the version with its new aliases."""
     registry.set_alias(name, alias, version)
     return registry.get_version(name, version)
 
 
-@task(name="registry-check-compat", **_IO_TASK)
+@task(name="registry-check-compat", **IO_TASK)
 def check_and_record_compat(
     registry: ModelRegistry, name: str, version: str, image_version: str
 ) -> CompatReport:
@@ -86,7 +69,7 @@ def check_and_record_compat(
     return report
 
 
-@task(name="registry-record-first-release", **_IO_TASK)
+@task(name="registry-record-first-release", **IO_TASK)
 def record_first_release(
     engine: Engine, settings: Settings, info: ModelVersionInfo, actor: str
 ) -> ReleaseRecord:

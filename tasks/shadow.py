@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -27,17 +26,10 @@ from core.shadow import (
     ShadowSubjects,
     ShadowThresholds,
 )
-from tasks.ledger import retry_if_transient
-
-_IO_TASK: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": 2,
-    "retry_condition_fn": retry_if_transient,
-    "cache_policy": NO_CACHE,
-}
+from tasks.policies import IO_TASK
 
 
-@task(name="shadow-resolve-subjects", **_IO_TASK)
+@task(name="shadow-resolve-subjects", **IO_TASK)
 def resolve_subjects(
     engine: Engine,
     registry: ModelRegistry,
@@ -51,7 +43,7 @@ def resolve_subjects(
     )
 
 
-@task(name="shadow-sample-requests", **_IO_TASK)
+@task(name="shadow-sample-requests", **IO_TASK)
 def sample_requests(
     engine: Engine,
     env: str,
@@ -71,7 +63,7 @@ def sample_requests(
     )
 
 
-@task(name="shadow-replay-chunk", **_IO_TASK)
+@task(name="shadow-replay-chunk", **IO_TASK)
 def replay_chunk(
     registry: ModelRegistry,
     model_name: str,
@@ -85,7 +77,7 @@ def replay_chunk(
     return shadow.replay_chunk(champion, candidate, chunk)
 
 
-@task(name="shadow-measure-latency", **_IO_TASK)
+@task(name="shadow-measure-latency", **IO_TASK)
 def measure_latency(
     registry: ModelRegistry,
     model_name: str,
@@ -124,7 +116,7 @@ def plot(report: ShadowReport, latency: LatencyProfile, out_dir: Path) -> list[P
     return shadow_plots(report, latency, out_dir)
 
 
-@task(name="shadow-log-mlflow", **_IO_TASK)
+@task(name="shadow-log-mlflow", **IO_TASK)
 def log_to_mlflow(
     registry: ModelRegistry, report: ShadowReport, markdown: str, files: list[Path]
 ) -> str:
@@ -139,7 +131,7 @@ def log_to_mlflow(
     )
 
 
-@task(name="shadow-act-on-report", **_IO_TASK)
+@task(name="shadow-act-on-report", **IO_TASK)
 def act_on_report(
     engine: Engine,
     registry: ModelRegistry,

@@ -20,16 +20,10 @@ from core.registry import ModelVersionInfo
 from models import ModelFamily
 from models.evaluation import Evaluation
 from models.training import TrainingSplit
-from tasks.registry import retry_if_transient
+from tasks.policies import IO_TASK
 
 
-@task(
-    name="train-read-snapshot",
-    retries=3,
-    retry_delay_seconds=[2, 5, 10],
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-)
+@task(name="train-read-snapshot", **IO_TASK)
 def read_snapshot(settings: Settings, until: datetime | None = None) -> pd.DataFrame:
     """The source table's rows (before `until`, if given), validated by the reader."""
     from core.source import read_queries

@@ -169,7 +169,7 @@ def test_ledger_tasks_retry_only_transient_failures() -> None:
     from sqlalchemy.exc import OperationalError
 
     from core.errors import ConflictError
-    from tasks.ledger import retry_if_transient
+    from tasks.policies import retry_if_transient
 
     lost = OperationalError("SELECT 1", {}, Exception("server closed the connection"))
     assert retry_if_transient(None, None, _FailedState(lost)) is True

@@ -116,7 +116,7 @@ def test_train_bad_source_data_fails_and_registers_nothing(make_frame, message: 
 def test_retry_policy_retries_transient_errors_only() -> None:
     from prefect import flow, task
 
-    from tasks.registry import retry_if_transient
+    from tasks.policies import retry_if_transient
 
     attempts: list[str] = []
 
