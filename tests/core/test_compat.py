@@ -29,20 +29,9 @@ from core.compat import (
 from core.registry import ModelRegistry, ModelVersionInfo
 from models.intent_classifier import GOLDEN_INPUTS
 from tests.factories import make_registry, train_and_register, training_frame
+from tests.ledger_helpers import CLEANER_SOURCE
 
-NORMALIZER_V1 = '''
-from sklearn.base import BaseEstimator, TransformerMixin
-
-
-class QueryCleaner(TransformerMixin, BaseEstimator):
-    """Lower-cases queries."""
-
-    def fit(self, texts, y=None):
-        return self
-
-    def transform(self, texts):
-        return [str(t).lower() for t in texts]
-'''
+NORMALIZER_V1 = CLEANER_SOURCE  # a lower-casing QueryCleaner, as image code
 # The next image "improves" the cleaner: it now drops every word of 4 letters or fewer.
 NORMALIZER_CHANGED = NORMALIZER_V1.replace(
     "return [str(t).lower() for t in texts]",
