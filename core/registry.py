@@ -616,6 +616,9 @@ class ModelRegistry:
             )
             if not (downloaded / PICKLE_FILE).exists():
                 raise NotFoundError(f"{name} v{version}: the artifact holds no {PICKLE_FILE}")
+            if final.exists() and not pickle_path.exists():
+                # a partial copy (the pickle deleted or never finished): replace it whole
+                shutil.rmtree(final, ignore_errors=True)
             try:
                 os.replace(downloaded, final)
             except OSError:  # another process finished the same download first

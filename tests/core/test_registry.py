@@ -229,3 +229,16 @@ def test_register_version_leaves_tracking_uri_env_alone(
     registry = make_registry(tmp_path)
     train_and_register(registry)
     assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///somewhere-else.db"
+
+
+def test_load_version_replaces_a_partial_cache_copy(store) -> None:
+    root, _, info = store
+    registry = make_registry(root)  # same store, empty in-process cache
+    cached = registry.artifact_path(info.name, info.version)
+    cached.unlink()  # the rest of the downloaded folder (MLmodel, ...) stays behind
+    assert any(cached.parent.iterdir())
+
+    model = registry.load(info.name, info.version)
+
+    assert cached.exists()
+    assert model.artifact_sha256 == info.artifact_sha256

@@ -55,13 +55,17 @@ def _registry() -> ModelRegistry:
 def _markdown_artifact(key: str) -> str:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
+    # the harness is shared by the session: other flows wrote this key before, newest wins
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
         )
     assert found, f"no artifact {key}"
-    return str(found[-1].data)
+    return str(found[0].data)
 
 
 def test_train_registers_version_with_every_tag_and_report(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import (
@@ -114,8 +115,16 @@ def test_slow_candidate_times_out_to_champion(
 def test_tampered_candidate_is_refused_and_champion_answers(
     state: Engine, versions: RegisteredVersions, registry: ModelRegistry, run_router: RouterFactory
 ) -> None:
-    pickle_path = registry.artifact_path(MODEL, versions.faulty)
+    from urllib.parse import urlparse
+
+    # tamper with the copy in the MLflow artifact store: a damaged local cache copy alone
+    # is healed by downloading it again, the store's copy is what the digest protects
+    source = registry.get_version(MODEL, versions.faulty).source
+    pickle_path = Path(urlparse(source).path or source) / "model.pkl"
     original = pickle_path.read_bytes()
+    # earlier tests in this module loaded (and verified) it: a fresh process would not have it
+    registry.forget(MODEL, versions.faulty)
+    registry.artifact_path(MODEL, versions.faulty).unlink()
     pickle_path.write_bytes(original + b"tampered")
     try:
         open_canary(state, versions.faulty, 100.0)
