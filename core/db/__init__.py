@@ -1,6 +1,14 @@
 """The state database: table models, engines and migrations."""
 
-from core.db.engine import make_engine, session_scope, upgrade, wait_for_database
+from core.db.engine import (
+    LEDGER_TABLES,
+    check_ledger_tables,
+    make_engine,
+    session_scope,
+    state_database,
+    upgrade,
+    wait_for_database,
+)
 from core.db.models import (
     ACTIVE_STATUSES,
     Base,
@@ -15,6 +23,7 @@ from core.db.models import (
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "LEDGER_TABLES",
     "Base",
     "Feedback",
     "Release",
@@ -22,8 +31,10 @@ __all__ = [
     "Rollout",
     "RolloutEvent",
     "Traffic",
+    "check_ledger_tables",
     "make_engine",
     "session_scope",
+    "state_database",
     "upgrade",
     "utcnow",
     "wait_for_database",

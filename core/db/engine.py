@@ -112,3 +112,44 @@ def wait_for_database(engine: Engine, timeout: float = 30.0, interval: float = 1
 def table_names(engine: Engine) -> set[str]:
     """Names of the tables present (for checks and tests)."""
     return set(inspect(engine).get_table_names())
+
+
+LEDGER_TABLES = frozenset({"releases", "rollouts", "rollout_events"})
+
+
+def check_ledger_tables(engine: Engine) -> None:
+    """Refuse a state database that was never migrated (the one ledger-ready check).
+
+    Raises:
+        SmlError: when any ledger table is missing (run `sml db upgrade`).
+    """
+    from core.errors import SmlError
+
+    if not table_names(engine) >= LEDGER_TABLES:
+        raise SmlError("the state database has no ledger tables yet: run `sml db upgrade`")
+
+
+@contextmanager
+def state_database(
+    url: str | URL, *, wait_seconds: float | None = None, ledger: bool = True
+) -> Iterator[Engine]:
+    """An engine on the state database, disposed of when the block ends (even on error).
+
+    Args:
+        url: the database URL (`Settings.database_url`).
+        wait_seconds: wait up to this long for the database to answer first.
+        ledger: refuse a database without the ledger tables (`check_ledger_tables`).
+
+    Raises:
+        OperationalError: the database did not answer within `wait_seconds`.
+        SmlError: `ledger` and the ledger tables are missing.
+    """
+    engine = make_engine(url)
+    try:
+        if wait_seconds is not None:
+            wait_for_database(engine, timeout=wait_seconds)
+        if ledger:
+            check_ledger_tables(engine)
+        yield engine
+    finally:
+        engine.dispose()
