@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -194,6 +196,8 @@ class Release(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(128), default="system")
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+    # a release that went past a refusal (a rollback forced past a broken verdict)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (Index(None, "env", "created_at"), Index(None, "tag"))
 

@@ -1,5 +1,24 @@
-"""The release ledger: the only writer of rollouts, rollout_events and releases."""
+"""The release ledger: the only writer of rollouts, rollout_events and releases.
 
+Modules, one job each:
+- `records`: record types, the protocols the ledger needs (registry, compat judgement);
+- `releases`, `history`: appending releases, and questions about the past;
+- `rollouts`: rollout transitions (start, advance, set stage, pause, resume, abort,
+  rollback, promote, record an event), on the row primitives of `rollout_rows`;
+- `reads`: rollouts and their events;
+- `env_rollback`: a whole-env rollback as read -> judge -> pure plan -> one transaction;
+- `registry_sync`: MLflow aliases and tags, moved after the database committed;
+- `routing`: what routers serve; `transactions`: the per-env writer lock;
+- `verdicts`: the production compat judgement (`core.compat`).
+"""
+
+from core.ledger.env_rollback import (
+    EnvRollbackPlan,
+    JudgedVersion,
+    apply_env_rollback,
+    plan_env_rollback,
+    rollback_env,
+)
 from core.ledger.history import (
     ReleaseDiff,
     diff_releases,
@@ -7,6 +26,24 @@ from core.ledger.history import (
     release_at,
     release_by_tag,
     releases_history,
+)
+from core.ledger.reads import (
+    active_rollouts,
+    get_rollout,
+    last_figures,
+    list_rollouts,
+    rollout_events,
+    rollout_stages,
+)
+from core.ledger.records import (
+    SHADOW_STAGE,
+    AliasRegistry,
+    CompatJudgement,
+    EventRecord,
+    RolloutMode,
+    RolloutRecord,
+    VerdictFn,
+    VersionInfo,
 )
 from core.ledger.releases import (
     ENVIRONMENTS,
@@ -18,28 +55,14 @@ from core.ledger.releases import (
     release_tag,
 )
 from core.ledger.rollouts import (
-    SHADOW_STAGE,
-    AliasRegistry,
-    EventRecord,
-    RolloutMode,
-    RolloutRecord,
-    Verdict,
-    VerdictFn,
     abort,
-    active_rollouts,
     advance_stage,
     check_stages,
-    get_rollout,
-    last_figures,
-    list_rollouts,
     pause,
     promote,
     record_event,
     resume,
     rollback,
-    rollback_env,
-    rollout_events,
-    rollout_stages,
     set_stage,
     start_rollout,
 )
@@ -50,17 +73,21 @@ __all__ = [
     "ENVIRONMENTS",
     "SHADOW_STAGE",
     "AliasRegistry",
+    "CompatJudgement",
+    "EnvRollbackPlan",
     "EventRecord",
+    "JudgedVersion",
     "ReleaseDiff",
     "ReleaseRecord",
     "RolloutMode",
     "RolloutRecord",
     "RoutingState",
-    "Verdict",
     "VerdictFn",
+    "VersionInfo",
     "abort",
     "active_rollouts",
     "advance_stage",
+    "apply_env_rollback",
     "check_env",
     "check_stages",
     "current_release",
@@ -71,6 +98,7 @@ __all__ = [
     "list_rollouts",
     "lock_env",
     "pause",
+    "plan_env_rollback",
     "promote",
     "record_event",
     "record_release",

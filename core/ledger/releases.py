@@ -37,6 +37,8 @@ class ReleaseRecord:
     actor: str
     parent_id: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    forced: bool = False
+    """True for a release that went past a refusal (a rollback forced past a broken verdict)."""
 
     @classmethod
     def from_row(cls, row: Release) -> ReleaseRecord:
@@ -53,6 +55,7 @@ class ReleaseRecord:
             reason=row.reason,
             actor=row.actor,
             parent_id=row.parent_id,
+            forced=row.forced,
         )
 
 
@@ -101,6 +104,7 @@ def record_release_in(
     actor: str = "system",
     at: datetime | None = None,
     replace_models: bool = False,
+    forced: bool = False,
 ) -> ReleaseRecord:
     """Append a release inside an open transaction (so callers can pair it with other writes).
 
@@ -108,6 +112,7 @@ def record_release_in(
     release always describes everything that runs in the env; with `replace_models` the
     release holds exactly `model_versions` (a rollback to an earlier state). A digest of
     None means "unknown": the model's old digest is dropped rather than carried over.
+    `forced` marks a release that went past a refusal (stored as a column, not prose).
 
     Raises:
         NotFoundError: for an unknown env.
@@ -135,6 +140,7 @@ def record_release_in(
         reason=reason,
         actor=actor,
         parent_id=parent.id if parent else None,
+        forced=forced,
     )
     session.add(row)
     session.flush()

@@ -32,7 +32,7 @@ from core.ledger import (
     start_rollout,
     write_transaction,
 )
-from core.ledger.rollouts import _locked_rollout
+from core.ledger.rollout_rows import locked_rollout
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES = [1.0, 10.0, 25.0, 50.0, 100.0]
@@ -182,7 +182,7 @@ def test_promote_waits_for_open_writer_then_sees_its_commit(engine: Engine) -> N
     rid = _open_rollout(engine)
     outcome: list[Any] = []
     with write_transaction(engine) as session:
-        row = _locked_rollout(session, rid)
+        row = locked_rollout(session, rid)
         row.status = "rolled_back"  # the other writer's decision, not yet committed
         session.flush()
         thread = threading.Thread(

@@ -326,7 +326,9 @@ def test_event_seq_is_unique_per_rollout_in_database(engine: Engine) -> None:
 
 @dataclass(frozen=True)
 class _Verdict:
-    status: str
+    """A compat judgement with the shape of core.compat.CompatReport (verdict, reason)."""
+
+    verdict: str
     reason: str
 
 
