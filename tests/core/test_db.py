@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from core.db import Rollout, Traffic, make_engine, session_scope, upgrade, utcnow
+from core.db import Release, Rollout, Traffic, make_engine, session_scope, upgrade, utcnow
 from core.db.engine import current_revision, table_names
 
 EXPECTED_TABLES = {"traffic", "feedback", "rollouts", "rollout_events", "releases"}
@@ -99,3 +99,32 @@ def test_database_allows_one_active_rollout_per_env_and_model(engine: Engine) ->
     with session_scope(engine) as s:  # other env, or a finished rollout, is fine
         s.add(_rollout(env="stg"))
         s.add(_rollout(status="rolled_back"))
+
+
+def test_migration_0004_adds_forced_to_an_existing_database(db_url: str) -> None:
+    eng = make_engine(db_url)
+    assert upgrade(eng, "0003") == "0003"
+    insert = text(
+        "INSERT INTO releases (env, created_at, code_version, image_version, model_versions, "
+        "artifact_digests, tag, reason, actor) VALUES ('prd', :at, '1', 'i', :models, '{}', "
+        ":tag, :reason, 'ops')"
+    )
+    with eng.begin() as conn:
+        for tag, reason in (
+            ("v1-mv1", "first"),
+            ("v1-mv2", "rollback to v1-mv2 (#1): r [FORCED past: m v2 is broken under image i]"),
+        ):
+            params = {"at": utcnow().replace(tzinfo=None), "models": '{"m": "1"}'}
+            conn.execute(insert, {**params, "tag": tag, "reason": reason})
+
+    assert upgrade(eng) == current_revision(eng) != "0003"
+    columns = {c["name"]: c for c in inspect(eng).get_columns("releases")}
+    assert columns["forced"]["nullable"] is False
+    with session_scope(eng) as s:
+        forced = dict(s.execute(select(Release.tag, Release.forced).order_by(Release.id)).all())
+    assert forced == {"v1-mv1": False, "v1-mv2": True}  # backfilled from the old reason text
+    with eng.begin() as conn:  # a writer that does not know the column gets the default
+        conn.execute(insert, {**params, "tag": "v1-mv3", "reason": "later"})
+    with session_scope(eng) as s:
+        assert s.scalar(select(Release.forced).where(Release.tag == "v1-mv3")) is False
+    eng.dispose()
