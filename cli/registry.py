@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.resources import open_registry
 from config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -34,13 +35,6 @@ VERDICT_STYLE = {
     "drifted": "yellow",
     "broken": "red",
 }
-
-
-def open_registry(settings: Settings) -> ModelRegistry:
-    """The registry of these settings."""
-    from core.registry import ModelRegistry
-
-    return ModelRegistry.from_settings(settings)
 
 
 def verdict_cell(info: ModelVersionInfo, image_version: str) -> str:

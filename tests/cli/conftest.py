@@ -42,7 +42,8 @@ def sml(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     from cli.main import main
 
     # rich tables unwrapped, easy to read in asserts
-    monkeypatch.setattr("cli.ledger.console", Console(width=250, color_system=None))
+    for module in ("cli.ledger", "cli.rollout"):
+        monkeypatch.setattr(f"{module}.console", Console(width=250, color_system=None))
     monkeypatch.setenv("USER", "tester")
 
     def run(*args: str) -> SmlResult:

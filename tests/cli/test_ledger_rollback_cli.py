@@ -90,6 +90,7 @@ def test_rollback_to_unloadable_version_is_refused_then_forced(
     release = current_release(ledger_db, "dev")
     assert release.model_versions == {CUSTOM_MODEL: v1}
     assert "[FORCED past: custom-intent v1 is broken under image img-2" in release.reason
+    assert release.forced is True
     assert release.actor == "tester"
     assert registry.aliases(CUSTOM_MODEL)["champion"] == v1
     rolled = registry.get_version(CUSTOM_MODEL, v2).tags
@@ -108,6 +109,8 @@ def test_rollback_to_loadable_version_and_rollout_commands(
     done = sml("rollback", "--env", "dev", "--to", first_tag, "-r", "back to v1")
     assert done.code == 0, done.err
     assert f"dev rolled back: now {first_tag}" in done.out
+    assert "recorded as forced" not in done.out
+    assert current_release(ledger_db, "dev").forced is False
     assert registry.aliases(CUSTOM_MODEL)["champion"] == v1
     assert registry.get_version(CUSTOM_MODEL, v1).tags["compat.img-2"] == "compatible"
 

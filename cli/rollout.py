@@ -1,0 +1,192 @@
+"""`sml rollout start|pause|resume|abort|rollback|promote|set-stage|show|list`.
+
+Steer one rollout by hand (the controller does it on a schedule). Each command is one
+call into `core.ledger`; the registry is opened only by commands that move MLflow aliases
+or tags, and only after the rollout id was checked (so a typo fails before MLflow loads).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cli.options import Actor, Env, Reason, RolloutId, operator
+from cli.resources import ledger_database, open_registry
+from cli.tables import events_table, rollouts_table, stage_text
+from config import load_settings
+from core.errors import SmlError
+from core.ledger import (
+    RolloutRecord,
+    abort,
+    check_env,
+    check_stages,
+    get_rollout,
+    list_rollouts,
+    pause,
+    promote,
+    resume,
+    rollback,
+    rollout_events,
+    set_stage,
+    start_rollout,
+)
+
+console = Console()
+rollout_app = typer.Typer(
+    help="Start and steer rollouts by hand (the controller does it on a schedule).",
+    no_args_is_help=True,
+)
+
+
+def _print_rollout(verb: str, r: RolloutRecord) -> None:
+    console.print(
+        f"rollout #{r.id} {verb}: {r.model_name} v{r.candidate_version} vs "
+        f"v{r.champion_version} in {r.env}: {r.status}, stage {stage_text(r)}, {r.percent:g}%",
+        highlight=False,
+    )
+
+
+def parse_stages(text: str) -> list[float]:
+    """`1,10,25` -> [1.0, 10.0, 25.0] (checked by `core.ledger.check_stages` afterwards).
+
+    Raises:
+        SmlError: a part that is not a number.
+    """
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SmlError(f"--stages: expected comma-separated percents, got {text!r}") from None
+
+
+@rollout_app.command("start")
+def rollout_start(
+    env: Env,
+    model: Annotated[str, typer.Option("--model", "-m", help="registered model name")],
+    version: Annotated[str, typer.Option("--version", "-v", help="candidate version")],
+    reason: Reason,
+    mode: Annotated[str, typer.Option("--mode", help="shadow | canary")] = "canary",
+    stages: Annotated[
+        str | None, typer.Option("--stages", help="percents, like 1,10,25,50,100")
+    ] = None,
+    champion: Annotated[
+        str | None, typer.Option("--champion", help="default: the env's current version")
+    ] = None,
+    actor: Actor = None,
+) -> None:
+    """Open a rollout of a registered candidate version against the env's champion."""
+    check_env(env)
+    settings = load_settings()
+    percents = check_stages(parse_stages(stages)) if stages is not None else settings.CANARY_STAGES
+    if mode not in ("shadow", "canary"):
+        raise SmlError(f"--mode: expected shadow or canary, got {mode!r}")
+    with ledger_database(settings) as engine:
+        record = start_rollout(
+            engine,
+            env=env,
+            model_name=model,
+            candidate_version=version,
+            champion_version=champion,
+            stages=percents,
+            mode=mode,  # type: ignore[arg-type]
+            actor=operator(actor),
+            reason=reason,
+            registry=open_registry(settings),
+        )
+    _print_rollout("started", record)
+
+
+@rollout_app.command("pause")
+def rollout_pause(rollout_id: RolloutId, reason: Reason, actor: Actor = None) -> None:
+    """Hold a rollout where it is (it keeps serving; nothing advances)."""
+    with ledger_database() as engine:
+        record = pause(engine, rollout_id, actor=operator(actor), reason=reason)
+    _print_rollout("paused", record)
+
+
+@rollout_app.command("resume")
+def rollout_resume(rollout_id: RolloutId, reason: Reason, actor: Actor = None) -> None:
+    """Let a paused rollout continue."""
+    with ledger_database() as engine:
+        record = resume(engine, rollout_id, actor=operator(actor), reason=reason)
+    _print_rollout("resumed", record)
+
+
+@rollout_app.command("abort")
+def rollout_abort(rollout_id: RolloutId, reason: Reason, actor: Actor = None) -> None:
+    """Stop a rollout without judging the candidate; the champion serves everyone."""
+    with ledger_database() as engine:
+        record = abort(engine, rollout_id, actor=operator(actor), reason=reason)
+    _print_rollout("aborted", record)
+
+
+@rollout_app.command("rollback")
+def rollout_rollback(rollout_id: RolloutId, reason: Reason, actor: Actor = None) -> None:
+    """Roll a rollout back (candidate judged bad; tagged so in MLflow)."""
+    settings = load_settings()
+    with ledger_database(settings) as engine:
+        get_rollout(engine, rollout_id)  # unknown ids fail before MLflow is imported
+        record = rollback(
+            engine,
+            rollout_id,
+            actor=operator(actor),
+            reason=reason,
+            registry=open_registry(settings),
+        )
+    _print_rollout("rolled back", record)
+
+
+@rollout_app.command("promote")
+def rollout_promote(rollout_id: RolloutId, reason: Reason, actor: Actor = None) -> None:
+    """Make the candidate the champion now: a new release, MLflow aliases follow."""
+    settings = load_settings()
+    with ledger_database(settings) as engine:
+        get_rollout(engine, rollout_id)  # unknown ids fail before MLflow is imported
+        record, release = promote(
+            engine,
+            rollout_id,
+            actor=operator(actor),
+            reason=reason,
+            registry=open_registry(settings),
+            code_version=settings.CODE_VERSION,
+            image_version=settings.IMAGE_VERSION,
+        )
+    _print_rollout("promoted", record)
+    console.print(f"{release.env} release [bold]{release.tag}[/bold]", highlight=False)
+
+
+@rollout_app.command("set-stage")
+def rollout_set_stage(
+    rollout_id: RolloutId,
+    stage: Annotated[int, typer.Argument(help="stage index, 0 = first canary stage")],
+    reason: Reason,
+    actor: Actor = None,
+) -> None:
+    """Put a rollout at a given stage (up or down) of the stages it was started with."""
+    with ledger_database() as engine:
+        record = set_stage(
+            engine, rollout_id, stage_index=stage, actor=operator(actor), reason=reason
+        )
+    _print_rollout("moved", record)
+
+
+@rollout_app.command("show")
+def rollout_show(rollout_id: RolloutId) -> None:
+    """A rollout's events: every stage change, gate result and manual action."""
+    with ledger_database() as engine:
+        events = rollout_events(engine, rollout_id)
+    console.print(events_table(events, f"rollout #{rollout_id}"))
+
+
+@rollout_app.command("list")
+def rollout_list(
+    env: Annotated[str | None, typer.Option("--env", "-e")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 20,
+) -> None:
+    """The newest rollouts, active or ended."""
+    if env is not None:
+        check_env(env)
+    with ledger_database() as engine:
+        rollouts = list_rollouts(engine, env, limit)
+    console.print(rollouts_table(rollouts, "rollouts"))

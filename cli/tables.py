@@ -1,0 +1,179 @@
+"""Rich tables of the ledger: status, history, diff, events, rollouts.
+
+Plain functions from ledger records to `rich.table.Table`, shared by the `sml` commands,
+the demo and `sml term`; they print nothing themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from rich.table import Table
+from sqlalchemy import Engine
+
+from core.ledger import (
+    ENVIRONMENTS,
+    EventRecord,
+    ReleaseRecord,
+    RolloutRecord,
+    active_rollouts,
+    current_release,
+    diff_releases,
+    last_figures,
+)
+
+
+def fmt_time(ts: datetime | None) -> str:
+    """`YYYY-MM-DD HH:MM:SS` (times are UTC), or `-`."""
+    return f"{ts:%Y-%m-%d %H:%M:%S}" if ts else "-"
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}={_fmt_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def format_figures(event: EventRecord | None, width: int = 70) -> str:
+    """`kind: k=v, k=v` of an event's figures, cut to `width` characters."""
+    if event is None or not event.figures:
+        return "-"
+    text = f"{event.kind}: " + ", ".join(f"{k}={_fmt_value(v)}" for k, v in event.figures.items())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def stage_text(rollout: RolloutRecord) -> str:
+    """`shadow` for a shadow rollout (stage -1), else the canary stage index."""
+    return "shadow" if rollout.stage_index < 0 else str(rollout.stage_index)
+
+
+def status_table(engine: Engine, envs: tuple[str, ...] = ENVIRONMENTS) -> Table:
+    """Per env and model: release tag, champion, candidate, status, stage, percent, gates."""
+    table = Table(title="status", show_lines=False)
+    for column in ("env", "release", "model", "champion", "candidate", "rollout", "status"):
+        table.add_column(column)
+    table.add_column("stage", justify="right")
+    table.add_column("percent", justify="right")
+    table.add_column("last gate figures", overflow="fold")
+    for env in envs:
+        release = current_release(engine, env)
+        rollouts = {r.model_name: r for r in active_rollouts(engine, env)}
+        figures = last_figures(engine, [r.id for r in rollouts.values()])
+        models = sorted(set(release.model_versions if release else {}) | set(rollouts))
+        if not models:
+            table.add_row(env, "(nothing released)", *["-"] * 8)
+            continue
+        for i, name in enumerate(models):
+            r = rollouts.get(name)
+            champion = release.model_versions.get(name, "-") if release else "-"
+            table.add_row(
+                env if i == 0 else "",
+                (release.tag if release else "-") if i == 0 else "",
+                name,
+                r.champion_version if r else champion,
+                r.candidate_version if r else "-",
+                f"#{r.id}" if r else "-",
+                r.status if r else "serving",
+                stage_text(r) if r else "-",
+                f"{r.percent:g}%" if r else "-",
+                format_figures(figures.get(r.id)) if r else "-",
+            )
+    return table
+
+
+def models_text(release: ReleaseRecord) -> str:
+    """`name vN, name vM` of a release, sorted by name."""
+    return ", ".join(f"{n} v{v}" for n, v in sorted(release.model_versions.items()))
+
+
+def history_table(releases: list[ReleaseRecord], title: str, highlight: int | None = None) -> Table:
+    """Releases newest first: time, tag, models, image, code, actor, reason."""
+    table = Table(title=title)
+    for column in ("#", "time (UTC)", "tag", "models", "image", "code", "actor"):
+        table.add_column(column)
+    table.add_column("reason", overflow="fold")
+    for r in releases:
+        style = "bold green" if r.id == highlight else None
+        table.add_row(
+            str(r.id),
+            fmt_time(r.created_at),
+            r.tag,
+            models_text(r),
+            r.image_version,
+            r.code_version,
+            r.actor,
+            r.reason or "",
+            style=style,
+        )
+    return table
+
+
+def diff_table(a: ReleaseRecord, b: ReleaseRecord) -> Table:
+    """What differs between two releases, row by row."""
+    diff = diff_releases(a, b)
+    table = Table(title=f"{a.env}#{a.id} {a.tag}  ->  {b.env}#{b.id} {b.tag}")
+    table.add_column("what")
+    table.add_column(a.tag)
+    table.add_column(b.tag)
+    table.add_column("change")
+    table.add_row("code", a.code_version, b.code_version, "changed" if diff.code else "same")
+    table.add_row("image", a.image_version, b.image_version, "changed" if diff.image else "same")
+    for name, (old, new) in diff.changed.items():
+        table.add_row(name, f"v{old}", f"v{new}", "changed", style="yellow")
+    for name, version in diff.added.items():
+        table.add_row(name, "-", f"v{version}", "added", style="green")
+    for name, version in diff.removed.items():
+        table.add_row(name, f"v{version}", "-", "removed", style="red")
+    for name, version in diff.unchanged.items():
+        note = "same version, other artifact" if name in diff.digests_changed else "same"
+        table.add_row(name, f"v{version}", f"v{version}", note)
+    return table
+
+
+def events_table(events: list[EventRecord], title: str) -> Table:
+    """A rollout's events in order: who did what, why, on which figures."""
+    table = Table(title=title)
+    for column in ("seq", "time (UTC)", "kind", "actor", "status", "stage", "percent"):
+        table.add_column(column)
+    table.add_column("reason", overflow="fold")
+    table.add_column("figures", overflow="fold")
+    for e in events:
+        table.add_row(
+            str(e.seq),
+            fmt_time(e.ts),
+            e.kind,
+            e.actor,
+            f"{e.from_status or '-'} -> {e.to_status or '-'}",
+            "-" if e.stage_index is None else str(e.stage_index),
+            "-" if e.percent is None else f"{e.percent:g}%",
+            e.reason or "",
+            format_figures(e, width=120) if e.figures else "",
+        )
+    return table
+
+
+def rollouts_table(rollouts: list[RolloutRecord], title: str) -> Table:
+    """Rollouts, newest first."""
+    table = Table(title=title)
+    for column in ("#", "env", "model", "champion", "candidate", "status", "stage", "percent"):
+        table.add_column(column)
+    table.add_column("started (UTC)")
+    table.add_column("ended (UTC)")
+    for r in rollouts:
+        table.add_row(
+            str(r.id),
+            r.env,
+            r.model_name,
+            r.champion_version,
+            r.candidate_version,
+            r.status,
+            stage_text(r),
+            f"{r.percent:g}%",
+            fmt_time(r.created_at),
+            fmt_time(r.ended_at),
+        )
+    return table
