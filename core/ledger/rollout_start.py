@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from datetime import datetime
 from itertools import pairwise
 
 from sqlalchemy import Engine, select
@@ -38,21 +39,26 @@ def check_stages(stages: Sequence[float]) -> list[float]:
     return percents
 
 
-def _champion_in(session: Session, env: str, model_name: str, named: str | None) -> str:
-    """The champion to compare against: `named`, else the model's version in the release.
+def _champion_against(
+    session: Session, env: str, model_name: str, candidate: str, named: str | None
+) -> str:
+    """The champion `candidate` is compared with: `named`, else the model's current version.
 
     Raises:
         NotFoundError: none named and the model is in no release of `env`.
+        ConflictError: the candidate is the champion.
     """
-    if named is not None:
-        return str(named)
-    release = _current_row(session, env)
-    found = (release.model_versions or {}).get(model_name) if release else None
+    found = named
+    if found is None:
+        release = _current_row(session, env)
+        found = release.model_versions.get(model_name) if release else None
     if found is None:
         raise NotFoundError(
             f"no champion of {model_name!r} in {env}: it is in no release there yet "
             "(record a release first, or name the champion version)"
         )
+    if str(found) == candidate:
+        raise ConflictError(f"{model_name} v{candidate} is already the champion in {env}")
     return str(found)
 
 
@@ -73,12 +79,40 @@ def _refuse_second_active(session: Session, env: str, model_name: str) -> None:
         )
 
 
-def _insert_rollout(session: Session, row: Rollout) -> Rollout:
-    """Insert a new rollout row; the partial unique index settles a race between starters.
+def _insert_rollout(
+    session: Session,
+    *,
+    env: str,
+    model_name: str,
+    champion: str,
+    candidate: str,
+    mode: RolloutMode,
+    first_percent: float,
+    now: datetime,
+) -> Rollout:
+    """Insert a new rollout row with a fresh salt, so it buckets a fresh set of users.
+
+    A canary starts at stage 0 (`first_percent`), a shadow rollout at stage -1 (0 percent).
 
     Raises:
-        ConflictError: another rollout of the model became active at the same moment.
+        ConflictError: another rollout of the model became active at the same moment (the
+            database's partial unique index settles the race between two starters).
     """
+    canary = mode == "canary"
+    row = Rollout(
+        env=env,
+        model_name=model_name,
+        champion_version=champion,
+        candidate_version=candidate,
+        salt=secrets.token_hex(8),
+        stage_index=0 if canary else SHADOW_STAGE,
+        percent=first_percent if canary else 0.0,
+        status=mode,
+        stage_started_at=now,
+        created_at=now,
+        updated_at=now,
+        event_seq=0,
+    )
     session.add(row)
     try:
         session.flush()
@@ -125,39 +159,22 @@ def start_rollout(
         registry.get_version(model_name, candidate_version)
     with write_transaction(engine) as session:
         lock_env(session, env)
-        champion = _champion_in(session, env, model_name, champion_version)
-        if champion == candidate_version:
-            raise ConflictError(
-                f"{model_name} v{candidate_version} is already the champion in {env}"
-            )
+        champion = _champion_against(session, env, model_name, candidate_version, champion_version)
         _refuse_second_active(session, env, model_name)
         now = utcnow()
         row = _insert_rollout(
             session,
-            Rollout(
-                env=env,
-                model_name=model_name,
-                champion_version=champion,
-                candidate_version=candidate_version,
-                salt=secrets.token_hex(8),
-                stage_index=0 if mode == "canary" else SHADOW_STAGE,
-                percent=percents[0] if mode == "canary" else 0.0,
-                status=mode,
-                stage_started_at=now,
-                created_at=now,
-                updated_at=now,
-                event_seq=0,
-            ),
+            env=env,
+            model_name=model_name,
+            champion=champion,
+            candidate=candidate_version,
+            mode=mode,
+            first_percent=percents[0],
+            now=now,
         )
         start = {"stages": percents, "mode": mode}
         append_event(
-            session,
-            row,
-            kind="start",
-            actor=actor,
-            reason=reason,
-            from_status=None,
-            figures=start,
-            ts=now,
-        )
+            session, row, kind="start", actor=actor, reason=reason, from_status=None,
+            figures=start, ts=now,
+        )  # fmt: skip
         return RolloutRecord.from_row(row)
