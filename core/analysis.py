@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.types import Float, Integer
 
 from core.db.models import UTCDateTime
@@ -195,6 +195,7 @@ class StageFigures:
 
 
 def _bind(sql: str) -> Any:
+    """`sql` with typed bind parameters (the negative thumbs values as an expanding list)."""
     negative: list[Any] = (
         [bindparam("negative", value=list(NEGATIVE_THUMBS), expanding=True)]
         if ":negative" in sql
@@ -211,6 +212,8 @@ def _bind(sql: str) -> Any:
 
 
 def _arm(row: Any, prefix: str = "", **counts: int) -> ArmFigures:
+    """One arm's figures from a result row (its columns named `prefix` + field); errors and
+    negative_feedback given in `counts` (separate statements on Postgres) win."""
     p95 = row[f"{prefix}p95_ms"]
     return ArmFigures(
         n=int(row[f"{prefix}n"] or 0),
@@ -252,46 +255,17 @@ def stage_figures(
         "until": until,
         "limit_ms": latency_limit_ms,
     }
-    postgres = engine.dialect.name == "postgresql"
     with engine.begin() as conn:
-        if postgres:
-            for setting in _POSTGRES_SETTINGS:
-                conn.execute(text(setting))
-            row = conn.execute(_bind(_POSTGRES_SQL), params).mappings().one()
-            errors = dict(conn.execute(_bind(_POSTGRES_ERRORS_SQL), params).tuples().all())
-            negative = dict(conn.execute(_bind(_POSTGRES_NEGATIVE_SQL), params).tuples().all())
-            champion, candidate = (
-                _arm(
-                    row,
-                    f"{role}_",
-                    errors=errors.get(role, 0),
-                    negative_feedback=negative.get(role, 0),
-                )
-                for role in ("champion", "candidate")
-            )
+        if engine.dialect.name == "postgresql":
+            champion, candidate = _postgres_arms(conn, params)
         else:
-            arms = {r["role"]: _arm(r) for r in conn.execute(_bind(_SQLITE_SQL), params).mappings()}
-            champion = arms.get("champion", ArmFigures())
-            candidate = arms.get("candidate", ArmFigures())
+            champion, candidate = _sqlite_arms(conn, params)
         threshold = None
         if champion.p95_ms is not None:
             threshold = champion.p95_ms * (1.0 + p95_margin)
             if candidate.n:
-                over = conn.execute(
-                    text(_OVER_RELATIVE_SQL).bindparams(
-                        bindparam("rollout_id", type_=Integer()),
-                        bindparam("since", type_=UTCDateTime()),
-                        bindparam("until", type_=UTCDateTime()),
-                        bindparam("threshold", type_=Float()),
-                    ),
-                    {
-                        "rollout_id": rollout_id,
-                        "since": since,
-                        "until": until,
-                        "threshold": threshold,
-                    },
-                ).scalar_one()
-                candidate = replace(candidate, over_relative=int(over))
+                over = _count_over_relative(conn, params, threshold)
+                candidate = replace(candidate, over_relative=over)
     return StageFigures(
         rollout_id=rollout_id,
         since=since,
@@ -301,3 +275,43 @@ def stage_figures(
         latency_limit_ms=latency_limit_ms,
         relative_threshold_ms=threshold,
     )
+
+
+def _postgres_arms(conn: Connection, params: dict[str, Any]) -> tuple[ArmFigures, ArmFigures]:
+    """(champion, candidate) on Postgres: latency, errors and negative feedback as three
+    statements, each an index-only scan of the window."""
+    for setting in _POSTGRES_SETTINGS:
+        conn.execute(text(setting))
+    row = conn.execute(_bind(_POSTGRES_SQL), params).mappings().one()
+    errors = dict(conn.execute(_bind(_POSTGRES_ERRORS_SQL), params).tuples().all())
+    negative = dict(conn.execute(_bind(_POSTGRES_NEGATIVE_SQL), params).tuples().all())
+    champion, candidate = (
+        _arm(row, f"{role}_", errors=errors.get(role, 0), negative_feedback=negative.get(role, 0))
+        for role in ("champion", "candidate")
+    )
+    return champion, candidate
+
+
+def _sqlite_arms(conn: Connection, params: dict[str, Any]) -> tuple[ArmFigures, ArmFigures]:
+    """(champion, candidate) on SQLite: one statement, one row per arm that served."""
+    arms = {r["role"]: _arm(r) for r in conn.execute(_bind(_SQLITE_SQL), params).mappings()}
+    return arms.get("champion", ArmFigures()), arms.get("candidate", ArmFigures())
+
+
+def _count_over_relative(conn: Connection, params: dict[str, Any], threshold: float) -> int:
+    """Candidate requests of the window slower than `threshold` ms."""
+    over = conn.execute(
+        text(_OVER_RELATIVE_SQL).bindparams(
+            bindparam("rollout_id", type_=Integer()),
+            bindparam("since", type_=UTCDateTime()),
+            bindparam("until", type_=UTCDateTime()),
+            bindparam("threshold", type_=Float()),
+        ),
+        {
+            "rollout_id": params["rollout_id"],
+            "since": params["since"],
+            "until": params["until"],
+            "threshold": threshold,
+        },
+    ).scalar_one()
+    return int(over)

@@ -16,6 +16,7 @@ and documented in docs/statistics.md.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -24,7 +25,7 @@ from scipy import stats
 from sqlalchemy import Engine, insert
 
 from core.analysis import ArmFigures, StageFigures
-from core.controller import CanaryPolicy, decide
+from core.controller import CanaryPolicy, Verdict, decide
 from core.db import Feedback, Traffic
 from core.ledger import RolloutRecord
 
@@ -138,94 +139,145 @@ def simulate_rollouts(
     A rollout that neither promotes nor rolls back within `scenario.max_ticks` ends as
     `undecided`.
     """
-    rng = np.random.default_rng(seed)
-    bins = len(_EDGES) - 1
-    probs = {
-        "champion": _bin_probabilities(scenario.champion),
-        "candidate": _bin_probabilities(scenario.candidate),
-    }
-    arms = {"champion": scenario.champion, "candidate": scenario.candidate}
-    stages = np.array(policy.stages)
+    return _Simulation(scenario, policy, runs=runs, seed=seed).run()
 
-    stage = np.zeros(runs, dtype=np.int64)
-    stage_start = np.zeros(runs, dtype=np.int64)
-    active = np.ones(runs, dtype=bool)
-    outcomes = ["undecided"] * runs
-    ticks = [scenario.max_ticks] * runs
-    breaches: Counter[str] = Counter()
-    counts = {
-        role: {
-            "n": np.zeros(runs, dtype=np.int64),
-            "errors": np.zeros(runs, dtype=np.int64),
-            "negative": np.zeros(runs, dtype=np.int64),
-            "hist": np.zeros((runs, bins), dtype=np.int64),
-        }
-        for role in arms
-    }
 
-    for tick in range(1, scenario.max_ticks + 1):
-        live = np.nonzero(active)[0]
-        if live.size == 0:
-            break
-        # traffic of this tick, for every live rollout at once
-        n_cand = rng.binomial(scenario.requests_per_tick, stages[stage[live]] / 100.0)
-        served = {"candidate": n_cand, "champion": scenario.requests_per_tick - n_cand}
+@dataclass(slots=True)
+class _ArmCounts:
+    """One arm's cumulative counts in the current stage, one row per simulated rollout."""
+
+    n: np.ndarray
+    errors: np.ndarray
+    negative: np.ndarray
+    hist: np.ndarray
+
+    @classmethod
+    def zeros(cls, runs: int) -> _ArmCounts:
+        """Counts of `runs` rollouts that have served nothing yet."""
+        return cls(
+            n=np.zeros(runs, dtype=np.int64),
+            errors=np.zeros(runs, dtype=np.int64),
+            negative=np.zeros(runs, dtype=np.int64),
+            hist=np.zeros((runs, len(_EDGES) - 1), dtype=np.int64),
+        )
+
+    def serve(
+        self,
+        live: np.ndarray,
+        served: np.ndarray,
+        arm: Arm,
+        probs: np.ndarray,
+        rng: np.random.Generator,
+    ) -> None:
+        """Add one tick of `served` requests per live rollout: error, negative-feedback
+        and latency-bin draws (in this order: the seeded results depend on it)."""
+        self.n[live] += served
+        self.errors[live] += rng.binomial(served, arm.error_rate)
+        self.negative[live] += rng.binomial(served, arm.negative_feedback_rate)
+        self.hist[live] += rng.multinomial(served, probs)
+
+    def reset(self, run: int) -> None:
+        """A new stage of rollout `run` starts from zero."""
+        self.n[run] = self.errors[run] = self.negative[run] = 0
+        self.hist[run] = 0
+
+
+class _Simulation:
+    """The state of `runs` rollouts of one scenario, advanced tick by tick."""
+
+    def __init__(self, scenario: Scenario, policy: CanaryPolicy, *, runs: int, seed: int) -> None:
+        """Every rollout starts at stage 0, active, with nothing served."""
+        self.scenario = scenario
+        self.policy = policy
+        self.rng = np.random.default_rng(seed)
+        self.arms = {"champion": scenario.champion, "candidate": scenario.candidate}
+        self.probs = {role: _bin_probabilities(arm) for role, arm in self.arms.items()}
+        self.stages = np.array(policy.stages)
+        self.stage = np.zeros(runs, dtype=np.int64)
+        self.stage_start = np.zeros(runs, dtype=np.int64)
+        self.active = np.ones(runs, dtype=bool)
+        self.outcomes = ["undecided"] * runs
+        self.ticks = [scenario.max_ticks] * runs
+        self.breaches: Counter[str] = Counter()
+        self.counts = {role: _ArmCounts.zeros(runs) for role in self.arms}
+
+    def run(self) -> SimulationResult:
+        """Tick until every rollout is decided or `max_ticks` have passed."""
+        for tick in range(1, self.scenario.max_ticks + 1):
+            live = np.nonzero(self.active)[0]
+            if live.size == 0:
+                break
+            self._serve(live)
+            for run, figures in zip(live, self._figures(live, tick), strict=True):
+                verdict = decide(figures, stage_index=int(self.stage[run]), policy=self.policy)
+                self._apply(int(run), verdict, tick)
+        return SimulationResult(
+            scenario=self.scenario,
+            outcomes=self.outcomes,
+            final_stage=[int(s) for s in self.stage],
+            ticks=self.ticks,
+            breaches=self.breaches,
+        )
+
+    def _serve(self, live: np.ndarray) -> None:
+        """The traffic of one tick, for every live rollout at once."""
+        per_tick = self.scenario.requests_per_tick
+        n_cand = self.rng.binomial(per_tick, self.stages[self.stage[live]] / 100.0)
+        served = {"candidate": n_cand, "champion": per_tick - n_cand}
         for role, n in served.items():
-            c = counts[role]
-            c["n"][live] += n
-            c["errors"][live] += rng.binomial(n, arms[role].error_rate)
-            c["negative"][live] += rng.binomial(n, arms[role].negative_feedback_rate)
-            c["hist"][live] += rng.multinomial(n, probs[role])
+            self.counts[role].serve(live, n, self.arms[role], self.probs[role], self.rng)
 
-        # the same figures the SQL analysis would return for the stage so far
-        p95 = {role: _p95(counts[role]["hist"][live]) for role in arms}
-        relative = p95["champion"] * (1.0 + policy.p95_margin)
-        cand_hist = counts["candidate"]["hist"][live]
-        over_limit = _count_above(cand_hist, np.full(live.size, policy.p95_max_ms))
-        over_relative = _count_above(cand_hist, relative)
-
+    def _figures(self, live: np.ndarray, tick: int) -> Iterator[StageFigures]:
+        """The same figures the SQL analysis would return for each live rollout's stage so
+        far, in the order of `live`."""
+        p95 = {role: _p95(self.counts[role].hist[live]) for role in self.arms}
+        relative = p95["champion"] * (1.0 + self.policy.p95_margin)
+        cand_hist = self.counts["candidate"].hist[live]
+        over = {
+            "limit": _count_above(cand_hist, np.full(live.size, self.policy.p95_max_ms)),
+            "relative": _count_above(cand_hist, relative),
+        }
+        tick_seconds = self.scenario.tick_seconds
         for j, run in enumerate(live):
-            arm_figures = {
-                role: ArmFigures(
-                    n=int(counts[role]["n"][run]),
-                    errors=int(counts[role]["errors"][run]),
-                    p95_ms=None if np.isnan(p95[role][j]) else float(p95[role][j]),
-                    over_limit=int(over_limit[j]) if role == "candidate" else 0,
-                    over_relative=int(over_relative[j]) if role == "candidate" else 0,
-                    negative_feedback=int(counts[role]["negative"][run]),
-                )
-                for role in arms
-            }
-            since = _EPOCH + timedelta(seconds=float(stage_start[run]) * scenario.tick_seconds)
-            figures = StageFigures(
+            since = _EPOCH + timedelta(seconds=float(self.stage_start[run]) * tick_seconds)
+            yield StageFigures(
                 rollout_id=int(run),
                 since=since,
-                until=_EPOCH + timedelta(seconds=tick * scenario.tick_seconds),
-                champion=arm_figures["champion"],
-                candidate=arm_figures["candidate"],
-                latency_limit_ms=policy.p95_max_ms,
+                until=_EPOCH + timedelta(seconds=tick * tick_seconds),
+                champion=self._arm_figures("champion", run, p95["champion"][j]),
+                candidate=self._arm_figures(
+                    "candidate", run, p95["candidate"][j], over["limit"][j], over["relative"][j]
+                ),
+                latency_limit_ms=self.policy.p95_max_ms,
                 relative_threshold_ms=None if np.isnan(relative[j]) else float(relative[j]),
             )
-            verdict = decide(figures, stage_index=int(stage[run]), policy=policy)
-            if verdict.action in ("rollback", "promote"):
-                active[run] = False
-                outcomes[run] = verdict.action
-                ticks[run] = tick
-                breaches.update(verdict.breaches)
-            elif verdict.action == "advance":
-                stage[run] += 1
-                stage_start[run] = tick
-                for c in counts.values():
-                    c["n"][run] = c["errors"][run] = c["negative"][run] = 0
-                    c["hist"][run] = 0
 
-    return SimulationResult(
-        scenario=scenario,
-        outcomes=outcomes,
-        final_stage=[int(s) for s in stage],
-        ticks=ticks,
-        breaches=breaches,
-    )
+    def _arm_figures(
+        self, role: str, run: int, p95: float, over_limit: int = 0, over_relative: int = 0
+    ) -> ArmFigures:
+        """One arm's figures of rollout `run` (`p95` NaN when it served nothing)."""
+        c = self.counts[role]
+        return ArmFigures(
+            n=int(c.n[run]),
+            errors=int(c.errors[run]),
+            p95_ms=None if np.isnan(p95) else float(p95),
+            over_limit=int(over_limit),
+            over_relative=int(over_relative),
+            negative_feedback=int(c.negative[run]),
+        )
+
+    def _apply(self, run: int, verdict: Verdict, tick: int) -> None:
+        """Act on a verdict as the reconciler would: end, advance (counts restart) or hold."""
+        if verdict.action in ("rollback", "promote"):
+            self.active[run] = False
+            self.outcomes[run] = verdict.action
+            self.ticks[run] = tick
+            self.breaches.update(verdict.breaches)
+        elif verdict.action == "advance":
+            self.stage[run] += 1
+            self.stage_start[run] = tick
+            for c in self.counts.values():
+                c.reset(run)
 
 
 def _default_champion() -> Arm:
@@ -274,44 +326,24 @@ def write_simulated_traffic(
     drive the real SQL analysis and reconciler in tests and the full-path simulation.
 
     Returns the number of traffic rows written.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the rows cannot be inserted (nothing is written).
     """
     is_cand = rng.random(requests) < rollout.percent / 100.0
-    params = {True: candidate, False: champion}
     traffic: list[dict[str, object]] = []
     feedback: list[dict[str, object]] = []
     prefix = f"sim-{rollout.id}-{rollout.stage_index}-{rng.integers(1 << 40):x}"
     for i in range(requests):
-        arm = params[bool(is_cand[i])]
-        role = "candidate" if is_cand[i] else "champion"
-        version = rollout.candidate_version if is_cand[i] else rollout.champion_version
+        in_candidate = bool(is_cand[i])
+        arm = candidate if in_candidate else champion
         ts = start + timedelta(seconds=span_seconds * i / max(requests, 1))
-        failed = rng.random() < arm.error_rate
         request_id = f"{prefix}-{i}"
-        row = {
-            "request_id": request_id,
-            "ts": ts,
-            "env": rollout.env,
-            "user_id": f"user-{i}",
-            "rollout_id": rollout.id,
-            "model_name": rollout.model_name,
-            "model_version": version,
-            "role": role,
-            "input_text": "simulated request",
-            "output": None if failed else "intent",
-            "latency_ms": float(rng.lognormal(np.log(arm.latency_median_ms), arm.latency_sigma)),
-            "error": "SimulatedError: failed" if failed else None,
-        }
-        traffic.append(row)
-        if failed and role == "candidate":
-            traffic.append(
-                row
-                | {
-                    "role": "fallback",
-                    "model_version": rollout.champion_version,
-                    "output": "intent",
-                    "error": row["error"],
-                }
+        traffic.extend(
+            _request_rows(
+                rollout, arm, in_candidate=in_candidate, i=i, request_id=request_id, ts=ts, rng=rng
             )
+        )
         if rng.random() < arm.negative_feedback_rate:
             feedback.append({"request_id": request_id, "ts": ts, "kind": "thumbs", "value": "down"})
     with engine.begin() as conn:
@@ -320,3 +352,42 @@ def write_simulated_traffic(
         if feedback:
             conn.execute(insert(Feedback), feedback)
     return len(traffic)
+
+
+def _request_rows(
+    rollout: RolloutRecord,
+    arm: Arm,
+    *,
+    in_candidate: bool,
+    i: int,
+    request_id: str,
+    ts: datetime,
+    rng: np.random.Generator,
+) -> list[dict[str, object]]:
+    """The traffic rows of simulated request number `i`: its arm's row, and the fallback
+    row the router adds when a candidate request fails. Draws the failure, then the
+    latency (this order: the seeded results depend on it)."""
+    failed = rng.random() < arm.error_rate
+    row = {
+        "request_id": request_id,
+        "ts": ts,
+        "env": rollout.env,
+        "user_id": f"user-{i}",
+        "rollout_id": rollout.id,
+        "model_name": rollout.model_name,
+        "model_version": rollout.candidate_version if in_candidate else rollout.champion_version,
+        "role": "candidate" if in_candidate else "champion",
+        "input_text": "simulated request",
+        "output": None if failed else "intent",
+        "latency_ms": float(rng.lognormal(np.log(arm.latency_median_ms), arm.latency_sigma)),
+        "error": "SimulatedError: failed" if failed else None,
+    }
+    if not (failed and in_candidate):
+        return [row]
+    fallback = row | {
+        "role": "fallback",
+        "model_version": rollout.champion_version,
+        "output": "intent",
+        "error": row["error"],
+    }
+    return [row, fallback]

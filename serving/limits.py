@@ -18,25 +18,31 @@ def validation_detail(loc: list[str], msg: str, kind: str) -> list[dict[str, Any
     return [{"loc": loc, "msg": msg, "type": kind}]
 
 
+def _content_length(scope: Scope) -> int | None:
+    """The request's Content-Length, or None when absent or not a number."""
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
 class BodySizeLimit:
     """Refuse request bodies larger than `max_bytes` with 422."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        """Wrap `app`; bodies over `max_bytes` never reach it."""
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry: methods without a body and non-HTTP scopes pass straight through."""
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        length: int | None = None
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    length = None
-                break
+        length = _content_length(scope)
         if length is not None:
             if length > self.max_bytes:
                 await self._refuse(send, length)
@@ -44,21 +50,9 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         # no length: read the body ourselves, up to the limit
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(send, size, at_least=True)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        body = await self._read_body(receive, send)
+        if body is None:
+            return
         sent = False
 
         async def replay() -> Message:
@@ -69,6 +63,25 @@ class BodySizeLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _read_body(self, receive: Receive, send: Send) -> bytes | None:
+        """The whole body of a request without Content-Length, read up to the limit; None
+        when the client went away or the body is over the limit (refused here)."""
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(send, size, at_least=True)
+                return None
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
 
     async def _refuse(self, send: Send, size: int, *, at_least: bool = False) -> None:
         what = f"more than {self.max_bytes}" if at_least else str(size)

@@ -148,8 +148,9 @@ def test_sml_state_show_reports_the_state_of_the_release_in_force(
     monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
     get_settings.cache_clear()
     _release(engine, {"intent-classifier": "1"}, "first")
-    state, _ = build_release_state(engine, {"intent-classifier": "1"}, QUERIES,
-                                   CountingPredictor(), state_dir=tmp_path)
+    state, _ = build_release_state(
+        engine, {"intent-classifier": "1"}, QUERIES, CountingPredictor(), state_dir=tmp_path
+    )
     result = CliRunner().invoke(app, ["state", "show", "--env", "prd"])
     assert result.exit_code == 0, result.output
     assert state.key in result.output

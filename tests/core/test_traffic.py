@@ -20,9 +20,9 @@ from core.traffic import (
     FeedbackRecord,
     TrafficRecord,
     TrafficWriter,
-    _decode,
-    _encode,
 )
+from core.traffic.records import decode_record, encode_record
+from core.traffic.spill import write_progress
 
 
 def _row(i: int, *, version: str = "1", role: str = "champion") -> TrafficRecord:
@@ -60,9 +60,9 @@ def _spill_files(directory: Path) -> list[Path]:
 
 def test_encode_decode_record_roundtrip() -> None:
     for record in (_row(5), _row(7), FeedbackRecord("r1", datetime.now(UTC), "thumbs", "down")):
-        assert _decode(_encode(record)) == record
+        assert decode_record(encode_record(record)) == record
     with pytest.raises(ValueError, match="not a spill record"):
-        _decode(json.dumps(["x", "r", "2026-11-22T00:00:00+00:00"]))
+        decode_record(json.dumps(["x", "r", "2026-11-22T00:00:00+00:00"]))
 
 
 def test_write_traffic_and_feedback_in_batches(engine: Engine, tmp_path: Path) -> None:
@@ -203,7 +203,9 @@ def test_close_spills_when_database_down(
     blocker.execute("COMMIT")
     assert _count(engine) == 0
     lines = [ln for f in _spill_files(spill) for ln in f.read_text().splitlines()]
-    assert sorted(_decode(ln).request_id for ln in lines) == sorted(f"r{i}" for i in range(25))
+    assert sorted(decode_record(ln).request_id for ln in lines) == sorted(
+        f"r{i}" for i in range(25)
+    )
 
 
 def test_replay_skips_file_locked_by_live_writer(
@@ -243,5 +245,31 @@ def test_refused_rows_are_kept_aside_and_others_written(postgres_url: str, tmp_p
     assert _count(engine) == 49
     assert writer.stats().rejected == 1
     rejected = list(spill.glob(f"{REJECTED_PREFIX}*.jsonl"))
-    assert [_decode(ln).request_id for ln in rejected[0].read_text().splitlines()] == ["r17"]
+    assert [decode_record(ln).request_id for ln in rejected[0].read_text().splitlines()] == ["r17"]
     engine.dispose()
+
+
+def test_replay_resumes_at_noted_progress_and_skips_bad_lines(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # given: a spill file left by a crashed process, 2 rows already replayed (noted), then an
+    # unreadable line, a good row, and a last line cut off mid-write
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir()
+    path = spill_dir / f"{SPILL_PREFIX}1-crashed.jsonl"
+    done = [encode_record(_row(i)) + "\n" for i in range(2)]
+    rest = [encode_record(_row(i)) + "\n" for i in range(2, 5)]
+    cut_off = '["t", "r9'
+    path.write_text("".join([*done, *rest, "not json\n", encode_record(_row(5)) + "\n", cut_off]))
+    write_progress(path, len("".join(done).encode()))
+    # when: a writer starts on that directory
+    writer = TrafficWriter(engine, spill_dir=spill_dir, batch_size=2, flush_seconds=0.05)
+    writer.start()
+    _wait(lambda: not _spill_files(spill_dir))
+    writer.close()
+    # then: only the rows after the noted progress are written, the file and its note gone
+    with session_scope(engine) as session:
+        ids = session.scalars(select(Traffic.request_id)).all()
+    assert sorted(ids) == ["r2", "r3", "r4", "r5"]
+    assert writer.stats().replayed == 4
+    assert list(spill_dir.iterdir()) == []
