@@ -1,9 +1,10 @@
 """Will a registered model version run correctly under the running environment?
 
 The environment fingerprint of a process is its image version, Python version, key
-package versions and the hash of the model family's source. A version records the
-fingerprint it was trained under (as tags, at registration). Under another environment
-a version is judged:
+package versions and the hash of the model family's source (the family as the registry
+was given it, `ModelRegistry(families=...)`: core never imports `models`). A version
+records the fingerprint it was trained under (as tags, at registration). Under another
+environment a version is judged:
 
 - `identical`: same fingerprint, nothing to check;
 - `compatible`: it loads and reproduces every golden prediction recorded at registration;

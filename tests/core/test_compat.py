@@ -195,6 +195,13 @@ def test_record_verdict_tags_version(tmp_path: Path) -> None:
     assert stored.tags["compat.img-2.reason"].startswith("loads and reproduces")
 
 
+def test_current_fingerprint_without_a_family_has_no_family_source_hash() -> None:
+    assert current_fingerprint("img-2").family_source_hash == ""
+    assert current_fingerprint("img-2", INTENT_CLASSIFIER).family_source_hash == (
+        INTENT_CLASSIFIER.source_hash()
+    )
+
+
 def test_fingerprint_differences_name_each_change() -> None:
     running = current_fingerprint("img-2", INTENT_CLASSIFIER)
     recorded = EnvironmentFingerprint(
