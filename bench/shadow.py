@@ -33,10 +33,10 @@ from core.shadow import (
     merge_chunks,
     replay_chunk,
 )
-from core.training import train_family
-from create_data import generate_queries
+from core.synthetic import generate_queries
 from models import get_family
 from models.intent_classifier import BASELINE_CONFIG, RECENT_CONFIG
+from models.pipeline import train_family
 
 ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
 BATCH = 2_000

@@ -20,11 +20,11 @@ from rich.console import Console
 from cli.ledger import demo_step as step_release_ledger
 from cli.lifecycle import Lifecycle, apply_demo_environment, start_warm_up
 from cli.registry import step_registry_state
+from cli.source_data import step_source_data
 from cli.state import step_release_state
 from config import Settings, get_settings
 from core.db import make_engine, upgrade
 from core.db.engine import table_names
-from create_data import step_source_data
 
 
 def step_migrate(settings: Settings, console: Console) -> None:

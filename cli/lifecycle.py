@@ -133,7 +133,7 @@ class Lifecycle:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 from fastapi.testclient import TestClient
 
-            from create_data import generate_queries
+            from core.synthetic import generate_queries
             from serving.app import create_app
 
             app = create_app(settings)

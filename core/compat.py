@@ -1,9 +1,10 @@
 """Will a registered model version run correctly under the running environment?
 
 The environment fingerprint of a process is its image version, Python version, key
-package versions and the hash of the model family's source. A version records the
-fingerprint it was trained under (as tags, at registration). Under another environment
-a version is judged:
+package versions and the hash of the model family's source (the family as the registry
+was given it, `ModelRegistry(families=...)`: core never imports `models`). A version
+records the fingerprint it was trained under (as tags, at registration). Under another
+environment a version is judged:
 
 - `identical`: same fingerprint, nothing to check;
 - `compatible`: it loads and reproduces every golden prediction recorded at registration;
@@ -29,13 +30,14 @@ from typing import TYPE_CHECKING, Literal
 
 from core.compat_probe import RESULT_PREFIX
 from core.errors import NotFoundError
-from core.registry import (
+from core.lineage import (
     ERROR_PREFIX,
     KEY_PACKAGES,
     TAG_FAMILY_SOURCE,
     TAG_IMAGE,
     TAG_PACKAGE_PREFIX,
     TAG_PYTHON,
+    FamilySource,
     compat_tag,
     golden_digest,
     package_versions,
@@ -94,15 +96,15 @@ class EnvironmentFingerprint:
 
 
 def current_fingerprint(
-    image_version: str, model_name: str | None = None
+    image_version: str, family: FamilySource | None = None
 ) -> EnvironmentFingerprint:
-    """The fingerprint of this process for a version of `model_name`.
+    """The fingerprint of this process for a version of `family`.
 
-    The family source hash is empty for names that are not a known model family.
+    The family source hash is empty without a family (a model that is no known family).
+
+    Raises:
+        NotFoundError: a module of the family's source cannot be found.
     """
-    from models import FAMILIES
-
-    family = FAMILIES.get(model_name) if model_name else None
     return EnvironmentFingerprint(
         image_version=image_version,
         python_version=python_version(),
@@ -186,13 +188,16 @@ def check_version(
 ) -> CompatReport:
     """Judge a registered version under the running environment (image: the registry's).
 
+    The running family source is that of the family the registry knows as `name`.
+
     Raises:
         NotFoundError: the version does not exist.
     """
     info = registry.get_version(name, version)
     image = image_version or registry.image_version
     recorded = EnvironmentFingerprint.from_tags(info.tags)
-    differences = tuple(recorded.differences(current_fingerprint(image, name)))
+    running = current_fingerprint(image, registry.family_source(name))
+    differences = tuple(recorded.differences(running))
 
     def report(verdict: Verdict, reason: str, checked: int = 0, bad: int = 0) -> CompatReport:
         return CompatReport(name, info.version, image, verdict, reason, differences, checked, bad)

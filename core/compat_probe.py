@@ -30,7 +30,7 @@ def _describe(exc: BaseException) -> str:
 
 def probe(request: dict[str, Any]) -> dict[str, Any]:
     """Verify, unpickle and predict as described in the module docstring."""
-    from core.registry import predict_each
+    from core.lineage import predict_each
 
     path = Path(request["pickle_path"])
     try:

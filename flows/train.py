@@ -19,8 +19,8 @@ from prefect import flow, get_run_logger
 
 from config import get_settings
 from core.registry import ModelVersionInfo
-from core.training import assemble
 from models import get_family
+from models.pipeline import assemble
 from tasks.registry import open_registry, register_trained, set_alias
 from tasks.training import (
     describe_snapshot,

@@ -7,8 +7,6 @@ or an engine use `NO_CACHE` (clients are not hashable inputs).
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
@@ -17,21 +15,23 @@ from config import Settings
 from core.compat import CompatReport
 from core.ledger import ReleaseRecord
 from core.registry import ModelRegistry, ModelVersionInfo
+from models import FAMILIES, ModelFamily
+from models.pipeline import TrainedModel
 from tasks.policies import IO_TASK
 
 
 @task(name="registry-open", cache_policy=NO_CACHE)
 def open_registry(settings: Settings) -> ModelRegistry:
-    """The MLflow registry of these settings (no connection is made yet)."""
-    return ModelRegistry.from_settings(settings)
+    """The MLflow registry of these settings, knowing our model families (no connection yet)."""
+    return ModelRegistry.from_settings(settings, families=FAMILIES)
 
 
 @task(name="registry-register-trained", **IO_TASK)
 def register_trained(
-    registry: ModelRegistry, trained: Any, family: Any, image_version: str
+    registry: ModelRegistry, trained: TrainedModel, family: ModelFamily, image_version: str
 ) -> ModelVersionInfo:
-    """`core.training.register_trained`: log and register with lineage tags."""
-    from core.training import register_trained as register
+    """`models.registration.register_trained`: log and register with lineage tags."""
+    from models.registration import register_trained as register
 
     return register(registry, trained, family, image_version=image_version)
 

@@ -1,4 +1,4 @@
-"""Prefect tasks for training: each wraps one call of `core.training` / `core.source`.
+"""Prefect tasks for training: each wraps one call of `models.pipeline` / `core.source`.
 
 Only the source read does I/O and retries, and only on transient errors; a `DataError`
 (empty table, one class, unknown labels) fails at once with its message.
@@ -15,10 +15,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from config import Settings
-from core import training
 from core.registry import ModelVersionInfo
-from models import ModelFamily
+from models import ModelFamily, pipeline
 from models.evaluation import Evaluation
+from models.registration import training_report_markdown
 from models.training import TrainingSplit
 from tasks.policies import IO_TASK
 
@@ -32,33 +32,33 @@ def read_snapshot(settings: Settings, until: datetime | None = None) -> pd.DataF
 
 
 @task(name="train-describe-snapshot", cache_policy=NO_CACHE)
-def describe_snapshot(frame: pd.DataFrame, family: ModelFamily) -> training.SnapshotInfo:
-    """`core.training.describe_snapshot`: validate for the family and hash."""
-    return training.describe_snapshot(frame, family)
+def describe_snapshot(frame: pd.DataFrame, family: ModelFamily) -> pipeline.SnapshotInfo:
+    """`models.pipeline.describe_snapshot`: validate for the family and hash."""
+    return pipeline.describe_snapshot(frame, family)
 
 
 @task(name="train-split-snapshot", cache_policy=NO_CACHE)
 def split_snapshot(frame: pd.DataFrame, family: ModelFamily, config: Any) -> TrainingSplit:
-    """`core.training.split_snapshot`: training window and recent holdout."""
-    return training.split_snapshot(frame, family, config)
+    """`models.pipeline.split_snapshot`: training window and recent holdout."""
+    return pipeline.split_snapshot(frame, family, config)
 
 
 @task(name="train-fit-model", cache_policy=NO_CACHE)
 def fit_model(split: TrainingSplit, family: ModelFamily, config: Any) -> Any:
-    """`core.training.fit_model`."""
-    return training.fit_model(split, family, config)
+    """`models.pipeline.fit_model`."""
+    return pipeline.fit_model(split, family, config)
 
 
 @task(name="train-evaluate-model", cache_policy=NO_CACHE)
 def evaluate_model(model: Any, split: TrainingSplit, family: ModelFamily) -> Evaluation:
-    """`core.training.evaluate_model` on the holdout."""
-    return training.evaluate_model(model, split, family)
+    """`models.pipeline.evaluate_model` on the holdout."""
+    return pipeline.evaluate_model(model, split, family)
 
 
 @task(name="train-publish-report", cache_policy=NO_CACHE)
-def publish_training_report(info: ModelVersionInfo, trained: training.TrainedModel) -> str:
+def publish_training_report(info: ModelVersionInfo, trained: pipeline.TrainedModel) -> str:
     """Leave the training summary as a Prefect markdown artifact; return the markdown."""
-    markdown = training.training_report_markdown(info, trained)
+    markdown = training_report_markdown(info, trained)
     create_markdown_artifact(
         markdown=markdown,
         key=f"train-{info.name}".lower().replace("_", "-").replace(".", "-"),

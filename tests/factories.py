@@ -1,7 +1,7 @@
 """Factories for tests: a real MLflow registry in a temp dir, and real registered models.
 
 `train_and_register` trains the real `intent-classifier` pipeline on a small synthetic
-snapshot (create_data.generate_queries, fixed end date) and registers it, in a few
+snapshot (core.synthetic.generate_queries, fixed end date) and registers it, in a few
 seconds, so router, ledger and canary tests can use real versions. `faulty_config` and
 `slow_config` give the test/demo-only knobs of the model family:
 
@@ -19,9 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from core.registry import ModelRegistry, ModelVersionInfo
-from core.training import register_trained, train_family
-from models import get_family
+from models import FAMILIES, get_family
 from models.intent_classifier import IntentClassifierConfig
+from models.pipeline import train_family
+from models.registration import register_trained
 
 #: The synthetic data's end date in tests, so snapshots are identical on every day.
 DATA_END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -31,7 +32,7 @@ SEED = 7
 
 @lru_cache(maxsize=8)
 def _frame(rows: int, seed: int) -> pd.DataFrame:
-    from create_data import generate_queries
+    from core.synthetic import generate_queries
 
     return generate_queries(rows, seed, end=DATA_END)
 
@@ -44,7 +45,10 @@ def training_frame(rows: int = SMALL_ROWS, seed: int = SEED) -> pd.DataFrame:
 def make_registry(
     tmp_path: Path, *, image_version: str = "test-image", code_version: str = "0.1.0+test"
 ) -> ModelRegistry:
-    """A registry on a fresh sqlite tracking store and artifact folder under `tmp_path`."""
+    """A registry on a fresh sqlite tracking store and artifact folder under `tmp_path`.
+
+    It knows our model families (`models.FAMILIES`), as the flows' registry does.
+    """
     return ModelRegistry(
         f"sqlite:///{tmp_path}/mlflow.db",
         tmp_path / "model-cache",
@@ -52,6 +56,7 @@ def make_registry(
         experiment="tests",
         image_version=image_version,
         code_version=code_version,
+        families=FAMILIES,
     )
 
 

@@ -1,7 +1,9 @@
-"""create_data.py: deterministic synthetic queries with real drift, written idempotently."""
+"""create_data.py and core.synthetic: deterministic synthetic queries with real drift,
+written idempotently."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -14,8 +16,9 @@ import pytest
 from rich.console import Console
 from sqlalchemy import text
 
-import create_data
+from cli.source_data import step_source_data
 from config import load_settings
+from core import synthetic
 from core.db.engine import make_engine
 from core.errors import DataError
 from core.source import read_queries
@@ -25,24 +28,58 @@ END = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 def test_generate_queries_same_seed_gives_identical_frames() -> None:
-    first = create_data.generate_queries(500, seed=7, end=END)
-    second = create_data.generate_queries(500, seed=7, end=END)
-    other = create_data.generate_queries(500, seed=8, end=END)
+    first = synthetic.generate_queries(500, seed=7, end=END)
+    second = synthetic.generate_queries(500, seed=7, end=END)
+    other = synthetic.generate_queries(500, seed=8, end=END)
 
     pd.testing.assert_frame_equal(first, second)
     assert set(first["query_id"]).isdisjoint(other["query_id"])
 
 
+def _rows_digest(frame: pd.DataFrame) -> str:
+    digest = hashlib.sha256()
+    for row in frame.itertuples(index=False):
+        fields = (row.query_id, row.text, row.intent, row.created_at.isoformat())
+        digest.update("\x1f".join((*fields, row.channel, row.locale)).encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("seed", "rows", "days", "expected"),
+    [
+        (42, 2_000, 180, "87b05b03301ddb03d2f1e399b75f236f9d7d5736ae80288c2fae7c6a7b5769d8"),
+        (7, 500, 180, "af8b89517f0fabad4a62404d8eae74867aa7e996951d674f5c04c5495542e8b8"),
+        (3, 300, 30, "975de3c725145f931ed77a6dd5d3e6550e00c9524edcbb20d8280eeecf993eb3"),
+    ],
+)
+def test_generate_queries_rows_equal_those_before_the_vocabulary_moved_to_a_data_file(
+    seed: int, rows: int, days: int, expected: str
+) -> None:
+    # Digests computed with the generator as it was inside create_data.py (tables in
+    # code, weights by position): the data file and the named weights change no row.
+    frame = synthetic.generate_queries(rows, seed=seed, end=END, days=days)
+
+    assert _rows_digest(frame) == expected
+
+
+def test_create_data_script_reexports_the_package_functions() -> None:
+    import create_data
+
+    assert create_data.generate_queries is synthetic.generate_queries
+    assert create_data.create_source_table is synthetic.create_source_table
+
+
 def test_generate_queries_more_rows_keeps_the_first_rows_unchanged() -> None:
-    small = create_data.generate_queries(200, seed=3, end=END).set_index("query_id")
-    large = create_data.generate_queries(400, seed=3, end=END).set_index("query_id")
+    small = synthetic.generate_queries(200, seed=3, end=END).set_index("query_id")
+    large = synthetic.generate_queries(400, seed=3, end=END).set_index("query_id")
 
     assert set(small.index) <= set(large.index)
     pd.testing.assert_frame_equal(small, large.loc[small.index])
 
 
 def test_generate_queries_has_schema_intents_and_time_range() -> None:
-    frame = create_data.generate_queries(3_000, seed=1, end=END, days=180)
+    frame = synthetic.generate_queries(3_000, seed=1, end=END, days=180)
 
     assert list(frame.columns) == ["query_id", "text", "intent", "created_at", "channel", "locale"]
     assert str(frame["created_at"].dt.tz) == "UTC"
@@ -57,10 +94,10 @@ def test_generate_queries_has_schema_intents_and_time_range() -> None:
 
 
 def test_generate_queries_contains_typos_casing_and_fillers() -> None:
-    frame = create_data.generate_queries(3_000, seed=1, end=END)
+    frame = synthetic.generate_queries(3_000, seed=1, end=END)
     clean = {
         p.split("{")[0].strip()
-        for phrasings in create_data.PHRASINGS.values()
+        for phrasings in synthetic.load_vocabulary().phrasings.values()
         for era in phrasings.values()
         for p in era
     }
@@ -75,10 +112,10 @@ def test_generate_queries_contains_typos_casing_and_fillers() -> None:
 
 
 def test_generate_queries_newer_rows_use_vocabulary_older_rows_lack() -> None:
-    frame = create_data.generate_queries(6_000, seed=5, end=END)
+    frame = synthetic.generate_queries(6_000, seed=5, end=END)
     oldest = frame.iloc[:1_500]["text"].str.lower()
     newest = frame.iloc[-1_500:]["text"].str.lower()
-    marker = r"\b(?:" + "|".join(create_data.MODERN_MARKERS) + r")\b"
+    marker = r"\b(?:" + "|".join(synthetic.load_vocabulary().modern_markers) + r")\b"
 
     assert oldest.str.contains(marker).mean() < 0.01
     assert newest.str.contains(marker).mean() > 0.4
@@ -91,7 +128,7 @@ def test_train_on_recent_data_beats_old_data_on_recent_holdout(seed: int) -> Non
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    frame = create_data.generate_queries(6_000, seed=seed, end=END)
+    frame = synthetic.generate_queries(6_000, seed=seed, end=END)
     cut = int(len(frame) * 0.85)
     holdout = frame.iloc[cut:]
     old = frame.iloc[:1_500]
@@ -111,58 +148,58 @@ def test_train_on_recent_data_beats_old_data_on_recent_holdout(seed: int) -> Non
 
 
 def test_create_source_table_twice_gives_the_same_row_count(db_url: str) -> None:
-    inserted = create_data.create_source_table(db_url, rows=1_200, seed=11, end=END)
-    again = create_data.create_source_table(db_url, rows=1_200, seed=11, end=END)
+    inserted = synthetic.create_source_table(db_url, rows=1_200, seed=11, end=END)
+    again = synthetic.create_source_table(db_url, rows=1_200, seed=11, end=END)
     engine = make_engine(db_url)
 
     assert (inserted, again) == (1_200, 0)
-    assert create_data.count_rows(engine) == 1_200
+    assert synthetic.count_rows(engine) == 1_200
     engine.dispose()
 
 
 def test_create_source_table_more_rows_adds_only_the_new_ones(db_url: str) -> None:
-    create_data.create_source_table(db_url, rows=300, seed=11, end=END)
+    synthetic.create_source_table(db_url, rows=300, seed=11, end=END)
 
-    added = create_data.create_source_table(db_url, rows=500, seed=11, end=END)
+    added = synthetic.create_source_table(db_url, rows=500, seed=11, end=END)
 
     assert added == 200
 
 
 def test_create_source_table_reset_recreates_the_table(db_url: str) -> None:
-    create_data.create_source_table(db_url, rows=300, seed=1, end=END)
+    synthetic.create_source_table(db_url, rows=300, seed=1, end=END)
     engine = make_engine(db_url)
     with engine.begin() as conn:
         conn.execute(
             text("DELETE FROM queries WHERE query_id IN (SELECT query_id FROM queries LIMIT 5)")
         )
 
-    inserted = create_data.create_source_table(db_url, rows=100, seed=2, end=END, reset=True)
+    inserted = synthetic.create_source_table(db_url, rows=100, seed=2, end=END, reset=True)
 
     assert inserted == 100
-    assert create_data.count_rows(engine) == 100
+    assert synthetic.count_rows(engine) == 100
     engine.dispose()
 
 
 def test_create_source_table_stores_aware_utc_timestamps_readable_back(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    create_data.create_source_table(db_url, rows=250, seed=4, end=END)
+    synthetic.create_source_table(db_url, rows=250, seed=4, end=END)
     monkeypatch.setenv("SOURCE_DATABASE_URL", db_url)
 
     frame = read_queries(load_settings())
-    expected = create_data.generate_queries(250, seed=4, end=END)
+    expected = synthetic.generate_queries(250, seed=4, end=END)
 
     pd.testing.assert_frame_equal(frame, expected[["query_id", "text", "intent", "created_at"]])
 
 
 def test_create_source_table_rejects_a_bad_table_name(sqlite_url: str) -> None:
     with pytest.raises(DataError, match="not a valid identifier"):
-        create_data.create_source_table(sqlite_url, rows=1, seed=1, table="queries; drop")
+        synthetic.create_source_table(sqlite_url, rows=1, seed=1, table="queries; drop")
 
 
 def test_generate_queries_rejects_a_naive_end() -> None:
     with pytest.raises(DataError, match="timezone-aware"):
-        create_data.generate_queries(10, seed=1, end=datetime(2026, 1, 1))
+        synthetic.generate_queries(10, seed=1, end=datetime(2026, 1, 1))
 
 
 def test_create_source_table_unreachable_postgres_is_one_clear_error() -> None:
@@ -170,7 +207,7 @@ def test_create_source_table_unreachable_postgres_is_one_clear_error() -> None:
 
     url = "postgresql://u:sentinel-pw@127.0.0.1:1/nowhere"
     with pytest.raises(SourceUnavailableError, match="could not reach") as caught:
-        create_data.create_source_table(url, rows=1, seed=1)
+        synthetic.create_source_table(url, rows=1, seed=1)
     assert "sentinel-pw" not in str(caught.value)
 
 
@@ -195,7 +232,7 @@ def test_create_data_cli_twice_gives_the_same_row_count(isolated_settings: Path)
     assert re.search(r"^400 new row\(s\)", first.stdout, re.MULTILINE)
     assert re.search(r"^0 new row\(s\).*\(400 already present\)", second.stdout, re.MULTILINE)
     assert "rows per month" in second.stdout
-    assert create_data.count_rows(engine) == 400
+    assert synthetic.count_rows(engine) == 400
     engine.dispose()
 
 
@@ -213,11 +250,11 @@ def test_step_source_data_fills_and_summarizes(isolated_settings: Path) -> None:
     console = Console(record=True, width=120)
     settings = load_settings()
 
-    create_data.step_source_data(settings, console)
-    create_data.step_source_data(settings, console)
+    step_source_data(settings, console)
+    step_source_data(settings, console)
     output = console.export_text()
 
-    assert re.search(rf"^{create_data.DEFAULT_ROWS} new row\(s\)", output, re.MULTILINE)
+    assert re.search(rf"^{synthetic.DEFAULT_ROWS} new row\(s\)", output, re.MULTILINE)
     assert re.search(r"^0 new row\(s\)", output, re.MULTILINE)
     assert "rows per intent" in output
     assert "app-era share" in output
@@ -228,5 +265,5 @@ def test_demo_steps_create_data_after_migrate() -> None:
 
     functions = [fn for _, fn in STEPS]
 
-    assert create_data.step_source_data in functions
-    assert functions.index(create_data.step_source_data) > 0
+    assert step_source_data in functions
+    assert functions.index(step_source_data) > 0

@@ -27,6 +27,7 @@ from core.compat import (
     record_verdict,
 )
 from core.registry import ModelRegistry, ModelVersionInfo
+from models import INTENT_CLASSIFIER
 from models.intent_classifier import GOLDEN_INPUTS
 from tests.factories import make_registry, train_and_register, training_frame
 from tests.ledger_helpers import CLEANER_SOURCE
@@ -194,8 +195,15 @@ def test_record_verdict_tags_version(tmp_path: Path) -> None:
     assert stored.tags["compat.img-2.reason"].startswith("loads and reproduces")
 
 
+def test_current_fingerprint_without_a_family_has_no_family_source_hash() -> None:
+    assert current_fingerprint("img-2").family_source_hash == ""
+    assert current_fingerprint("img-2", INTENT_CLASSIFIER).family_source_hash == (
+        INTENT_CLASSIFIER.source_hash()
+    )
+
+
 def test_fingerprint_differences_name_each_change() -> None:
-    running = current_fingerprint("img-2", "intent-classifier")
+    running = current_fingerprint("img-2", INTENT_CLASSIFIER)
     recorded = EnvironmentFingerprint(
         image_version="img-1",
         python_version="3.10.0",

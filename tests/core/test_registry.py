@@ -242,3 +242,21 @@ def test_load_version_replaces_a_partial_cache_copy(store) -> None:
 
     assert cached.exists()
     assert model.artifact_sha256 == info.artifact_sha256
+
+
+def test_environment_tags_carry_family_lineage_only_for_families_the_registry_knows(
+    tmp_path: Path,
+) -> None:
+    from models import FAMILIES, INTENT_CLASSIFIER
+
+    with_families = make_registry(tmp_path)  # given models.FAMILIES, as the flows' registry
+    without = ModelRegistry(f"sqlite:///{tmp_path}/other.db", tmp_path / "cache")
+
+    tags = with_families.environment_tags(NAME)
+
+    assert with_families.family_source(NAME) is FAMILIES[NAME]
+    assert tags["model_family"] == NAME
+    assert tags["family_source_hash"] == INTENT_CLASSIFIER.source_hash()
+    assert "model_family" not in with_families.environment_tags("custom-intent")
+    assert without.family_source(NAME) is None
+    assert "family_source_hash" not in without.environment_tags(NAME)

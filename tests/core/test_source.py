@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, insert
 
-import create_data
 from config import load_settings
+from core import synthetic
 from core.db.engine import make_engine
 from core.errors import DataError
 from core.source import (
@@ -38,7 +38,7 @@ GOOD_KEY = "sb-test-key-0123456789"
 def test_read_queries_sql_returns_exact_columns_sorted_and_aware(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    create_data.create_source_table(db_url, rows=300, seed=2, end=END)
+    synthetic.create_source_table(db_url, rows=300, seed=2, end=END)
     monkeypatch.setenv("SOURCE_DATABASE_URL", db_url)
 
     frame = read_queries(load_settings())
@@ -52,7 +52,7 @@ def test_read_queries_sql_returns_exact_columns_sorted_and_aware(
 def test_read_queries_sql_filters_since_inclusive_until_exclusive(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    create_data.create_source_table(db_url, rows=400, seed=3, end=END)
+    synthetic.create_source_table(db_url, rows=400, seed=3, end=END)
     monkeypatch.setenv("SOURCE_DATABASE_URL", db_url)
     everything = read_queries(load_settings())
     since = everything["created_at"].iloc[100].to_pydatetime()
@@ -70,7 +70,7 @@ def test_read_queries_sql_accepts_since_in_another_timezone(
 ) -> None:
     from zoneinfo import ZoneInfo
 
-    create_data.create_source_table(sqlite_url, rows=200, seed=3, end=END)
+    synthetic.create_source_table(sqlite_url, rows=200, seed=3, end=END)
     monkeypatch.setenv("SOURCE_DATABASE_URL", sqlite_url)
     since_utc = END - timedelta(days=30)
 
@@ -115,7 +115,7 @@ def test_read_queries_sql_missing_column_is_rejected(db_url: str) -> None:
 
 
 def test_read_queries_sql_empty_table_gives_an_empty_typed_frame(sqlite_url: str) -> None:
-    create_data.create_source_table(sqlite_url, rows=0, seed=1)
+    synthetic.create_source_table(sqlite_url, rows=0, seed=1)
     engine = make_engine(sqlite_url)
 
     frame = read_queries_sql(engine)
@@ -188,7 +188,7 @@ def _ts(value: str) -> datetime:
 @pytest.fixture
 def postgrest() -> Iterator[tuple[str, FakePostgrest]]:
     """A fake PostgREST on 127.0.0.1 holding 2,500 generated rows in `queries`."""
-    frame = create_data.generate_queries(2_500, seed=21, end=END)
+    frame = synthetic.generate_queries(2_500, seed=21, end=END)
     rows = [
         {
             "query_id": r.query_id,
@@ -250,7 +250,7 @@ def test_read_queries_uses_supabase_when_url_and_key_are_set(
     since = END - timedelta(days=30)
 
     frame = read_queries(load_settings(), since=since, until=END)
-    expected = create_data.generate_queries(2_500, seed=21, end=END)
+    expected = synthetic.generate_queries(2_500, seed=21, end=END)
     expected = expected[(expected.created_at >= since) & (expected.created_at < END)]
 
     assert list(frame.columns) == list(QUERY_COLUMNS)

@@ -29,7 +29,7 @@ LINEAGE_TAGS = (
 
 
 def _fill_source(rows: int = 1_500) -> None:
-    from create_data import create_source_table
+    from core.synthetic import create_source_table
 
     create_source_table(get_settings().source_database_url, rows=rows, seed=7, end=DATA_END)
 
@@ -37,7 +37,7 @@ def _fill_source(rows: int = 1_500) -> None:
 def _write_source(frame: pd.DataFrame) -> None:
     from core.db import make_engine
     from core.source import source_table
-    from create_data import ensure_source_table
+    from core.synthetic import ensure_source_table
 
     engine = make_engine(get_settings().source_database_url)
     ensure_source_table(engine, reset=True)

@@ -28,9 +28,9 @@ FAMILY = get_family("intent-classifier")
 
 
 def test_labels_match_the_source_data_intents() -> None:
-    from create_data import INTENTS
+    from core.synthetic import load_vocabulary
 
-    assert set(INTENT_LABELS) == set(INTENTS)
+    assert set(INTENT_LABELS) == set(load_vocabulary().intents)
 
 
 def test_build_pipeline_starts_with_our_normalizer() -> None:
