@@ -28,7 +28,11 @@ def ledger_database(settings: Settings | None = None) -> AbstractContextManager[
 
 
 def open_registry(settings: Settings) -> ModelRegistry:
-    """The MLflow registry of these settings (imports MLflow: ~10 s the first time)."""
-    from core.registry import ModelRegistry
+    """The MLflow registry of these settings, knowing the model families (for compat checks).
 
-    return ModelRegistry.from_settings(settings)
+    Imports MLflow (~10 s the first time), so commands that never touch it stay fast.
+    """
+    from core.registry import ModelRegistry
+    from models import FAMILIES
+
+    return ModelRegistry.from_settings(settings, families=FAMILIES)
