@@ -15,14 +15,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+from sqlalchemy import Engine
 
-from core.registry import ModelRegistry, ModelVersionInfo
-from models import FAMILIES, get_family
-from models.intent_classifier import IntentClassifierConfig
-from models.pipeline import train_family
-from models.registration import register_trained
+from core.ledger import ReleaseRecord, record_release
+
+if TYPE_CHECKING:  # heavy (scikit-learn, MLflow): imported by the factories that need them
+    from core.registry import ModelRegistry, ModelVersionInfo
+    from models.intent_classifier import IntentClassifierConfig
 
 #: The synthetic data's end date in tests, so snapshots are identical on every day.
 DATA_END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -49,6 +51,9 @@ def make_registry(
 
     It knows our model families (`models.FAMILIES`), as the flows' registry does.
     """
+    from core.registry import ModelRegistry
+    from models import FAMILIES
+
     return ModelRegistry(
         f"sqlite:///{tmp_path}/mlflow.db",
         tmp_path / "model-cache",
@@ -62,11 +67,15 @@ def make_registry(
 
 def faulty_config(fault_rate: float = 0.2, **overrides: object) -> IntentClassifierConfig:
     """TEST ONLY: a config whose model raises `InjectedFaultError` on ~fault_rate of inputs."""
+    from models.intent_classifier import IntentClassifierConfig
+
     return IntentClassifierConfig.model_validate({"fault_rate": fault_rate, **overrides})
 
 
 def slow_config(extra_latency_ms: float = 2.0, **overrides: object) -> IntentClassifierConfig:
     """TEST ONLY: a config whose model sleeps `extra_latency_ms` per input."""
+    from models.intent_classifier import IntentClassifierConfig
+
     return IntentClassifierConfig.model_validate(
         {"extra_latency_ms": extra_latency_ms, **overrides}
     )
@@ -88,6 +97,10 @@ def train_and_register(
     `image_version` defaults to the registry's; `alias` (e.g. "champion") is set on the
     new version if given. Returns the version as registered (aliases included).
     """
+    from models import get_family
+    from models.pipeline import train_family
+    from models.registration import register_trained
+
     family = get_family("intent-classifier")
     cfg = family.parse_config(dict(config) if isinstance(config, Mapping) else config)
     trained = train_family(training_frame(rows, seed), family, cfg)
@@ -98,3 +111,33 @@ def train_and_register(
     if alias:
         registry.set_alias(name, alias, info.version)
     return registry.get_version(name, info.version)
+
+
+def make_release(
+    engine: Engine,
+    *,
+    env: str = "prd",
+    models: Mapping[str, str],
+    digests: Mapping[str, str | None] | None = None,
+    at: datetime | None = None,
+    code_version: str = "1.0",
+    image_version: str = "img-1",
+    reason: str = "seed",
+) -> ReleaseRecord:
+    """Record a release of `models` ({name: version}) in `env`, by actor `test`.
+
+    Digests default to `sha-<name>-<version>`, so two releases of one version match.
+    """
+    return record_release(
+        engine,
+        env=env,
+        code_version=code_version,
+        image_version=image_version,
+        model_versions=dict(models),
+        artifact_digests=dict(digests)
+        if digests is not None
+        else {name: f"sha-{name}-{version}" for name, version in models.items()},
+        reason=reason,
+        actor="test",
+        at=at,
+    )

@@ -20,25 +20,12 @@ from core.ledger import (
     record_release,
     start_rollout,
 )
+from tests.factories import make_release
 
 SmlRunner = Callable[..., Any]  # the `sml` fixture of tests/cli/conftest.py
 
 T0 = datetime(2026, 11, 17, 9, 0, tzinfo=UTC)
 STAGES = [1.0, 10.0, 25.0, 50.0, 100.0]
-
-
-def _release(engine: Engine, env: str, at: datetime, **models: str) -> str:
-    return record_release(
-        engine,
-        env=env,
-        code_version="1.0",
-        image_version="img-1",
-        model_versions=models,
-        artifact_digests={n: f"sha-{v}" for n, v in models.items()},
-        reason=f"release {','.join(f'{n}={v}' for n, v in models.items())}",
-        actor="ci",
-        at=at,
-    ).tag
 
 
 def _one_line_error(result_err: str) -> str:
@@ -50,8 +37,8 @@ def _one_line_error(result_err: str) -> str:
 def test_status_shows_release_champion_candidate_stage_and_gate_figures(
     ledger_db: Engine, sml: SmlRunner
 ) -> None:
-    _release(ledger_db, "prd", T0, clf="1", ranker="7")
-    _release(ledger_db, "stg", T0, clf="2")
+    make_release(ledger_db, env="prd", at=T0, models=dict(clf="1", ranker="7"))
+    make_release(ledger_db, env="stg", at=T0, models=dict(clf="2"))
     rollout = start_rollout(
         ledger_db,
         env="prd",
@@ -84,8 +71,10 @@ def test_status_shows_release_champion_candidate_stage_and_gate_figures(
 def test_history_lists_releases_and_at_picks_release_in_force(
     ledger_db: Engine, sml: SmlRunner
 ) -> None:
-    first = _release(ledger_db, "prd", T0, clf="1")
-    second = _release(ledger_db, "prd", T0 + timedelta(hours=5), clf="2")
+    first = make_release(ledger_db, env="prd", at=T0, models=dict(clf="1")).tag
+    second = make_release(
+        ledger_db, env="prd", at=T0 + timedelta(hours=5), models=dict(clf="2")
+    ).tag
     result = sml("history", "--env", "prd")
     assert result.code == 0, result.err
     assert result.out.index(second) < result.out.index(first)  # newest first
@@ -103,7 +92,7 @@ def test_history_lists_releases_and_at_picks_release_in_force(
 
 
 def test_diff_shows_changed_added_removed_models(ledger_db: Engine, sml: SmlRunner) -> None:
-    a = _release(ledger_db, "prd", T0, clf="1", ranker="7")
+    a = make_release(ledger_db, env="prd", at=T0, models=dict(clf="1", ranker="7")).tag
     b = record_release(
         ledger_db,
         env="prd",
@@ -129,7 +118,7 @@ def test_diff_shows_changed_added_removed_models(ledger_db: Engine, sml: SmlRunn
 
 
 def test_rollout_pause_resume_abort_show_and_list(ledger_db: Engine, sml: SmlRunner) -> None:
-    _release(ledger_db, "prd", T0, clf="1")
+    make_release(ledger_db, env="prd", at=T0, models=dict(clf="1"))
     rid = start_rollout(
         ledger_db,
         env="prd",
@@ -191,7 +180,7 @@ def test_rollout_pause_resume_abort_show_and_list(ledger_db: Engine, sml: SmlRun
 def test_bad_input_fails_with_one_clear_line(
     ledger_db: Engine, sml: SmlRunner, args: tuple[str, ...], message: str
 ) -> None:
-    _release(ledger_db, "prd", T0, clf="1")
+    make_release(ledger_db, env="prd", at=T0, models=dict(clf="1"))
     rid = start_rollout(
         ledger_db,
         env="prd",

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import Engine
 
 from config import get_settings, load_settings
-from core.ledger import current_release, get_rollout, record_release, releases_history
+from core.ledger import current_release, get_rollout, releases_history
 from core.registry import ModelRegistry
-from tests.factories import train_and_register
+from tests.factories import make_release, train_and_register
 from tests.ledger_helpers import (
     CUSTOM_MODEL,
     image_code_fixture,  # noqa: F401 (the image_code fixture)
@@ -24,19 +24,6 @@ from tests.ledger_helpers import (
 )
 
 SmlRunner = Callable[..., Any]
-
-
-def _release(engine: Engine, version: str, digest: str) -> str:
-    return record_release(
-        engine,
-        env="dev",
-        code_version="1.0",
-        image_version="img-1",
-        model_versions={CUSTOM_MODEL: version},
-        artifact_digests={CUSTOM_MODEL: digest},
-        reason=f"release v{version}",
-        actor="ci",
-    ).tag
 
 
 @pytest.fixture
@@ -49,8 +36,18 @@ def two_releases(
     v1 = register_with_custom_class(registry, folder, module)
     v2 = train_and_register(registry, name=CUSTOM_MODEL, image_version="img-1")
     registry.set_alias(CUSTOM_MODEL, "champion", v2.version)
-    _release(ledger_db, v1.version, v1.artifact_sha256)
-    _release(ledger_db, v2.version, v2.artifact_sha256)
+    make_release(
+        ledger_db,
+        env="dev",
+        models={CUSTOM_MODEL: v1.version},
+        digests={CUSTOM_MODEL: v1.artifact_sha256},
+    )
+    make_release(
+        ledger_db,
+        env="dev",
+        models={CUSTOM_MODEL: v2.version},
+        digests={CUSTOM_MODEL: v2.artifact_sha256},
+    )
     # MLflow's fluent API (used by registry.register) unsets MLFLOW_TRACKING_URI from
     # os.environ on exit; put the test's value back so the CLI reads the same store.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.tracking_uri)

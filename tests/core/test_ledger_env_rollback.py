@@ -17,10 +17,10 @@ from core.ledger import (
     apply_env_rollback,
     current_release,
     plan_env_rollback,
-    record_release,
     releases_history,
     rollback_env,
 )
+from tests.factories import make_release
 
 T0 = datetime(2026, 11, 17, 9, tzinfo=UTC)
 
@@ -46,19 +46,6 @@ def _record(release_id: int, parent_id: int | None = None, **models: str) -> Rel
         reason="seed",
         actor="test",
         parent_id=parent_id,
-    )
-
-
-def _release(engine: Engine, **models: str) -> ReleaseRecord:
-    return record_release(
-        engine,
-        env="prd",
-        code_version="1.0",
-        image_version="img-1",
-        model_versions=models,
-        artifact_digests={name: f"sha-{name}-{v}" for name, v in models.items()},
-        reason="seed",
-        actor="test",
     )
 
 
@@ -138,7 +125,7 @@ def test_plan_refuses_when_nothing_would_change() -> None:
 
 def test_forced_rollback_records_forced_release_and_a_normal_one_does_not(engine: Engine) -> None:
     for version in ("1", "2", "3"):
-        _release(engine, clf=version)
+        make_release(engine, models=dict(clf=version))
     assert current_release(engine, "prd").forced is False  # type: ignore[union-attr]
 
     def broken(name: str, version: str) -> Judged:
@@ -157,11 +144,11 @@ def test_forced_rollback_records_forced_release_and_a_normal_one_does_not(engine
 
 
 def test_apply_refuses_a_plan_made_before_the_env_moved(engine: Engine) -> None:
-    _release(engine, clf="1")
-    current = _release(engine, clf="2")
+    make_release(engine, models=dict(clf="1"))
+    current = make_release(engine, models=dict(clf="2"))
     target = releases_history(engine, "prd")[-1]
     plan = plan_env_rollback(current, target, {}, force=False, actor="a", reason="r")
-    _release(engine, clf="3")  # someone released meanwhile
+    make_release(engine, models=dict(clf="3"))  # someone released meanwhile
 
     with pytest.raises(ConflictError, match=r"prd changed while preparing the rollback"):
         apply_env_rollback(engine, plan)

@@ -21,44 +21,41 @@ from core.ledger import (
     release_by_tag,
     releases_history,
 )
+from tests.factories import make_release
 
 T0 = datetime(2026, 11, 17, 9, 0, tzinfo=UTC)  # a Tuesday morning
-
-
-def _release(
-    engine: Engine,
-    env: str,
-    at: datetime,
-    models: dict[str, str],
-    *,
-    code: str = "1.2.3",
-    image: str = "img-1",
-) -> ReleaseRecord:
-    return record_release(
-        engine,
-        env=env,
-        code_version=code,
-        image_version=image,
-        model_versions=models,
-        artifact_digests={name: f"sha-{name}-{v}" for name, v in models.items()},
-        reason=f"release at {at:%H:%M}",
-        actor="test",
-        at=at,
-    )
 
 
 @pytest.fixture
 def timeline(engine: Engine) -> dict[str, ReleaseRecord]:
     """prd: r1 at 09:00, r2 at 12:00 (a v43), r3 at 14:00 (image bump, b v16), r4 next day."""
     return {
-        "r1": _release(engine, "prd", T0, {"a": "42", "b": "15"}),
-        "r2": _release(engine, "prd", T0 + timedelta(hours=3), {"a": "43"}),
-        "r3": _release(engine, "prd", T0 + timedelta(hours=5), {"b": "16"}, image="img-2"),
-        "r4": _release(
-            engine, "prd", T0 + timedelta(days=1), {"a": "44"}, code="1.3.0", image="img-2"
+        "r1": make_release(
+            engine, env="prd", at=T0, models={"a": "42", "b": "15"}, code_version="1.2.3"
+        ),
+        "r2": make_release(
+            engine, env="prd", at=T0 + timedelta(hours=3), models={"a": "43"}, code_version="1.2.3"
+        ),
+        "r3": make_release(
+            engine,
+            env="prd",
+            at=T0 + timedelta(hours=5),
+            models={"b": "16"},
+            image_version="img-2",
+            code_version="1.2.3",
+        ),
+        "r4": make_release(
+            engine,
+            env="prd",
+            at=T0 + timedelta(days=1),
+            models={"a": "44"},
+            image_version="img-2",
+            code_version="1.3.0",
         ),
         # other envs at the same times must never leak into prd's answers
-        "dev": _release(engine, "dev", T0 + timedelta(hours=4), {"a": "99"}),
+        "dev": make_release(
+            engine, env="dev", at=T0 + timedelta(hours=4), models={"a": "99"}, code_version="1.2.3"
+        ),
     }
 
 
@@ -133,7 +130,7 @@ def test_diff_releases_reports_models_image_and_code(
 
 
 def test_diff_releases_reports_added_and_removed_models(engine: Engine) -> None:
-    a = _release(engine, "dev", T0, {"a": "1", "b": "2"})
+    a = make_release(engine, env="dev", at=T0, models={"a": "1", "b": "2"}, code_version="1.2.3")
     b = record_release(
         engine,
         env="dev",
@@ -154,7 +151,13 @@ def test_diff_releases_reports_added_and_removed_models(engine: Engine) -> None:
 
 def test_release_tags_in_dev_stg_prd_name_code_and_models(engine: Engine) -> None:
     tags = {
-        env: _release(engine, env, T0, {"intent-classifier": "42", "ranker": "15"}).tag
+        env: make_release(
+            engine,
+            env=env,
+            at=T0,
+            models={"intent-classifier": "42", "ranker": "15"},
+            code_version="1.2.3",
+        ).tag
         for env in ENVIRONMENTS
     }
     assert tags == {
@@ -171,7 +174,14 @@ def test_release_tags_in_dev_stg_prd_name_code_and_models(engine: Engine) -> Non
 def test_release_by_tag_returns_newest_row_with_that_tag(
     engine: Engine, timeline: dict[str, ReleaseRecord]
 ) -> None:
-    again = _release(engine, "prd", T0 + timedelta(days=2), {"a": "42", "b": "15"}, image="img-1")
+    again = make_release(
+        engine,
+        env="prd",
+        at=T0 + timedelta(days=2),
+        models={"a": "42", "b": "15"},
+        image_version="img-1",
+        code_version="1.2.3",
+    )
     assert again.tag == timeline["r1"].tag
     assert release_by_tag(engine, again.tag, "prd").id == again.id
     assert current_release(engine, "prd") == again

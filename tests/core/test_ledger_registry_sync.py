@@ -15,27 +15,13 @@ from sqlalchemy import Engine
 from core.errors import NotFoundError
 from core.ledger import (
     AliasRegistry,
-    ReleaseRecord,
     get_rollout,
     promote,
-    record_release,
     rollback,
     rollback_env,
     start_rollout,
 )
-
-
-def _release(engine: Engine, **models: str) -> ReleaseRecord:
-    return record_release(
-        engine,
-        env="prd",
-        code_version="1.0",
-        image_version="img-1",
-        model_versions=models,
-        artifact_digests={name: f"sha-{name}-{v}" for name, v in models.items()},
-        reason="seed",
-        actor="test",
-    )
+from tests.factories import make_release
 
 
 @dataclass
@@ -73,8 +59,8 @@ class AliasBook:
 
 def test_rollback_env_moves_champion_back_and_tags_what_it_took_out(engine: Engine) -> None:
     book = AliasBook({("clf", v) for v in ("1", "2", "3")})
-    _release(engine, clf="1")
-    _release(engine, clf="2")
+    make_release(engine, models=dict(clf="1"))
+    make_release(engine, models=dict(clf="2"))
     book.aliases[("clf", "champion")] = "2"
     rollout_id = _start(engine, book, "3")
 
@@ -104,7 +90,7 @@ def _start(engine: Engine, book: AliasRegistry, version: str) -> int:
 
 def test_start_rollout_refuses_a_version_the_registry_does_not_hold(engine: Engine) -> None:
     book = AliasBook({("clf", "1")})
-    _release(engine, clf="1")
+    make_release(engine, models=dict(clf="1"))
     with pytest.raises(NotFoundError, match="model 'clf' has no version 7"):
         _start(engine, book, "7")
 
@@ -116,7 +102,7 @@ def test_promote_moves_champion_and_previous_and_clears_its_candidate_alias(
     book = AliasBook({("clf", v) for v in ("1", "2", "3")}, {("clf", "champion"): "1"})
     if candidate_alias is not None:
         book.aliases[("clf", "candidate")] = candidate_alias
-    _release(engine, clf="1")
+    make_release(engine, models=dict(clf="1"))
     rid = _start(engine, book, "2")
 
     _, release = promote(
@@ -133,7 +119,7 @@ def test_promote_moves_champion_and_previous_and_clears_its_candidate_alias(
 
 def test_rollback_tags_the_candidate_with_why(engine: Engine) -> None:
     book = AliasBook({("clf", "1"), ("clf", "2")})
-    _release(engine, clf="1")
+    make_release(engine, models=dict(clf="1"))
     rid = _start(engine, book, "2")
 
     rollback(engine, rid, actor="controller", reason="error rate breach", registry=book)

@@ -22,7 +22,6 @@ from core.ledger import (
     pause,
     promote,
     record_event,
-    record_release,
     releases_history,
     resume,
     rollback,
@@ -33,21 +32,9 @@ from core.ledger import (
     set_stage,
     start_rollout,
 )
+from tests.factories import make_release
 
 STAGES = [1.0, 10.0, 25.0, 50.0, 100.0]
-
-
-def _release(engine: Engine, env: str = "prd", **models: str) -> None:
-    record_release(
-        engine,
-        env=env,
-        code_version="1.0",
-        image_version="img-1",
-        model_versions=models or {"clf": "1"},
-        artifact_digests={n: f"sha-{n}-{v}" for n, v in (models or {"clf": "1"}).items()},
-        reason="seed",
-        actor="test",
-    )
 
 
 def _start(engine: Engine, version: str = "2", **kwargs: object) -> int:
@@ -64,7 +51,7 @@ def _start(engine: Engine, version: str = "2", **kwargs: object) -> int:
 
 
 def test_start_rollout_canary_at_stage_zero_with_fresh_salt(engine: Engine) -> None:
-    _release(engine)
+    make_release(engine, models={"clf": "1"})
     first = get_rollout(engine, _start(engine))
     assert (first.status, first.stage_index, first.percent) == ("canary", 0, 1.0)
     assert (first.champion_version, first.candidate_version) == ("1", "2")
@@ -78,13 +65,13 @@ def test_start_rollout_canary_at_stage_zero_with_fresh_salt(engine: Engine) -> N
 
 
 def test_start_rollout_refuses_second_active_rollout_of_model(engine: Engine) -> None:
-    _release(engine, clf="1", other="5")
+    make_release(engine, models=dict(clf="1", other="5"))
     rid = _start(engine)
     with pytest.raises(ConflictError, match=rf"rollout #{rid} of clf .* already active in prd"):
         _start(engine, version="3")
     # another model, or another env, is fine
     _start(engine, model_name="other", version="6")
-    _release(engine, env="stg")
+    make_release(engine, env="stg", models={"clf": "1"})
     _start(engine, env="stg")
     assert [(r.env, r.model_name) for r in active_rollouts(engine)] == [
         ("prd", "clf"),
@@ -97,7 +84,7 @@ def test_start_rollout_refuses_second_active_rollout_of_model(engine: Engine) ->
 def test_start_rollout_refuses_bad_input(engine: Engine) -> None:
     with pytest.raises(NotFoundError, match="no champion of 'clf' in prd"):
         _start(engine)
-    _release(engine)
+    make_release(engine, models={"clf": "1"})
     with pytest.raises(ConflictError, match="v1 is already the champion"):
         _start(engine, version="1")
     with pytest.raises(DataError, match="strictly increasing"):
@@ -117,7 +104,7 @@ def test_database_index_allows_one_active_rollout_per_model(engine: Engine) -> N
 
     from sqlalchemy.exc import IntegrityError
 
-    _release(engine)
+    make_release(engine, models={"clf": "1"})
     _start(engine)
     now = datetime.now(UTC)
     with pytest.raises(IntegrityError), session_scope(engine) as session:
@@ -140,7 +127,7 @@ def test_database_index_allows_one_active_rollout_per_model(engine: Engine) -> N
 
 
 def test_advance_stage_moves_once_per_expected_index(engine: Engine) -> None:
-    _release(engine)
+    make_release(engine, models={"clf": "1"})
     rid = _start(engine)
     before = get_rollout(engine, rid)
     moved = advance_stage(
@@ -172,7 +159,7 @@ def test_advance_stage_moves_once_per_expected_index(engine: Engine) -> None:
 
 
 def test_shadow_rollout_advances_into_canary_stage_zero(engine: Engine) -> None:
-    _release(engine)
+    make_release(engine, models={"clf": "1"})
     rid = _start(engine, mode="shadow")
     shadow = get_rollout(engine, rid)
     assert (shadow.status, shadow.stage_index, shadow.percent) == ("shadow", -1, 0.0)
@@ -186,7 +173,7 @@ def test_shadow_rollout_advances_into_canary_stage_zero(engine: Engine) -> None:
 
 
 def test_pause_resume_keeps_serving_and_returns_to_previous_mode(engine: Engine) -> None:
-    _release(engine)
+    make_release(engine, models={"clf": "1"})
     rid = _start(engine)
     advance_stage(engine, rid, expected_stage_index=0, stages=STAGES, actor="c", reason="ok")
     paused = pause(engine, rid, actor="bob", reason="investigating a ticket")
@@ -217,7 +204,7 @@ def test_pause_resume_keeps_serving_and_returns_to_previous_mode(engine: Engine)
 
 
 def test_set_stage_moves_to_any_stage_and_keeps_paused(engine: Engine) -> None:
-    _release(engine)
+    make_release(engine, models={"clf": "1"})
     rid = _start(engine)
     assert set_stage(engine, rid, stage_index=3, stages=STAGES, actor="a", reason="r").percent == 50
     pause(engine, rid, actor="a", reason="hold")
@@ -229,7 +216,7 @@ def test_set_stage_moves_to_any_stage_and_keeps_paused(engine: Engine) -> None:
 
 
 def test_abort_ends_rollout_and_champion_serves_everyone(engine: Engine) -> None:
-    _release(engine)
+    make_release(engine, models={"clf": "1"})
     rid = _start(engine)
     ended = abort(engine, rid, actor="alice", reason="wrong candidate")
     assert ended.status == "aborted"
@@ -240,7 +227,7 @@ def test_abort_ends_rollout_and_champion_serves_everyone(engine: Engine) -> None
 
 
 def test_promote_records_release_and_ends_rollout_in_one_step(engine: Engine) -> None:
-    _release(engine, clf="1", other="5")
+    make_release(engine, models=dict(clf="1", other="5"))
     rid = _start(engine)
     record, release = promote(
         engine,
@@ -269,7 +256,7 @@ def test_promote_records_release_and_ends_rollout_in_one_step(engine: Engine) ->
 
 
 def test_rollback_rollout_returns_users_to_champion(engine: Engine) -> None:
-    _release(engine)
+    make_release(engine, models={"clf": "1"})
     rid = _start(engine)
     figures = {"error_rate": {"champion": 0.01, "candidate": 0.2}, "nan": float("nan")}
     rolled = rollback(engine, rid, actor="controller", reason="error rate breach", figures=figures)
@@ -281,7 +268,7 @@ def test_rollback_rollout_returns_users_to_champion(engine: Engine) -> None:
 
 
 def test_record_event_appends_gate_result_without_state_change(engine: Engine) -> None:
-    _release(engine)
+    make_release(engine, models={"clf": "1"})
     rid = _start(engine)
     event = record_event(
         engine,
@@ -313,7 +300,7 @@ def test_unknown_rollout_is_refused_by_every_operation(engine: Engine) -> None:
 
 
 def test_event_seq_is_unique_per_rollout_in_database(engine: Engine) -> None:
-    _release(engine)
+    make_release(engine, models={"clf": "1"})
     rid = _start(engine)
     for i in range(3):
         record_event(engine, rid, kind="gate", actor="c", figures={"i": i})
@@ -334,7 +321,7 @@ class _Verdict:
 
 def _three_releases(engine: Engine) -> None:
     for version in ("1", "2", "3"):
-        _release(engine, clf=version, other="5")
+        make_release(engine, models=dict(clf=version, other="5"))
 
 
 def test_rollback_env_to_parent_appends_release_with_old_versions(engine: Engine) -> None:
@@ -398,10 +385,10 @@ def test_rollback_env_refuses_broken_target_with_reason_unless_forced(engine: En
 def test_rollback_env_refuses_when_nothing_to_roll_back(engine: Engine) -> None:
     with pytest.raises(NotFoundError, match="nothing was ever released in prd"):
         rollback_env(engine, "prd", actor="a", reason="r")
-    _release(engine)
+    make_release(engine, models={"clf": "1"})
     with pytest.raises(NotFoundError, match=r"at its first release v1\.0-clfv1"):
         rollback_env(engine, "prd", actor="a", reason="r")
-    _release(engine)  # same versions again
+    make_release(engine, models={"clf": "1"})  # same versions again
     with pytest.raises(ConflictError, match="already runs the versions of"):
         rollback_env(engine, "prd", actor="a", reason="r")
     with pytest.raises(NotFoundError, match="unknown release tag 'nope' in prd"):

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from core.errors import DataError, NotFoundError
-from core.ledger import record_release, rollback_env
+from core.ledger import rollback_env
 from core.release_state import (
     build_release_state,
     count_scored,
@@ -20,6 +20,7 @@ from core.release_state import (
     state_key,
     validate_identifier,
 )
+from tests.factories import make_release
 
 QUERIES = pd.DataFrame(
     {"query_id": [f"q{i}" for i in range(50)], "text": [f"text number {i}" for i in range(50)]}
@@ -35,19 +36,6 @@ class CountingPredictor:
     def __call__(self, name: str, version: str, texts: Sequence[str]) -> list[str]:
         self.calls.append((name, version))
         return [f"{name}-v{version}-{len(t) % 3}" for t in texts]
-
-
-def _release(engine: Engine, versions: dict[str, str], reason: str) -> None:
-    record_release(
-        engine,
-        env="prd",
-        code_version="1.0.0",
-        image_version="img-1",
-        model_versions=versions,
-        artifact_digests={},
-        reason=reason,
-        actor="test",
-    )
 
 
 def test_build_release_state_scores_every_query_once_per_set_of_versions(
@@ -71,11 +59,19 @@ def test_rollback_switches_state_by_pointer_without_rebuilding(
     engine: Engine, tmp_path: Path
 ) -> None:
     predict = CountingPredictor()
-    _release(engine, {"intent-classifier": "1"}, "first")
+    make_release(
+        engine, models={"intent-classifier": "1"}, digests={}, code_version="1.0.0", reason="first"
+    )
     v1, _ = build_release_state(
         engine, {"intent-classifier": "1"}, QUERIES, predict, state_dir=tmp_path
     )
-    _release(engine, {"intent-classifier": "2"}, "promote v2")
+    make_release(
+        engine,
+        models={"intent-classifier": "2"},
+        digests={},
+        code_version="1.0.0",
+        reason="promote v2",
+    )
     v2, _ = build_release_state(
         engine, {"intent-classifier": "2"}, QUERIES, predict, state_dir=tmp_path
     )
@@ -114,7 +110,13 @@ def test_postgres_state_lives_in_its_own_schema_and_staging_is_gone(
 
 
 def test_state_of_a_release_never_built_names_the_fix(engine: Engine) -> None:
-    _release(engine, {"intent-classifier": "9"}, "unbuilt")
+    make_release(
+        engine,
+        models={"intent-classifier": "9"},
+        digests={},
+        code_version="1.0.0",
+        reason="unbuilt",
+    )
     with pytest.raises(NotFoundError, match=r"no built state .*`sml state build --env prd`"):
         state_for_release(engine, "prd")
     with pytest.raises(NotFoundError, match="nothing was released in stg"):
@@ -147,7 +149,9 @@ def test_sml_state_show_reports_the_state_of_the_release_in_force(
 
     monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
     get_settings.cache_clear()
-    _release(engine, {"intent-classifier": "1"}, "first")
+    make_release(
+        engine, models={"intent-classifier": "1"}, digests={}, code_version="1.0.0", reason="first"
+    )
     state, _ = build_release_state(
         engine, {"intent-classifier": "1"}, QUERIES, CountingPredictor(), state_dir=tmp_path
     )
