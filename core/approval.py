@@ -131,10 +131,9 @@ def answer_approval(
     """Record the operator's answer (`approval_answered`) and carry it out.
 
     approve: look at the stage again (at `now`, default the current time) and advance or
-    promote if it still passes; hold or
-    no answer: nothing moves (asked again on a later tick); rollback and abort: through
-    the ledger in the operator's name. A rollout that changed meanwhile ends as
-    `conflict`, writing nothing more.
+    promote if it still passes; hold or no answer: nothing moves (asked again on a later
+    tick); rollback and abort: through the ledger in the operator's name. A rollout that
+    changed meanwhile ends as `conflict`, writing nothing more.
     """
     rollout = request.plan.rollout
     _record_answer(engine, rollout.id, answer)
