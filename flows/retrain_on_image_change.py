@@ -5,44 +5,25 @@ Settings.MODELS, if no registered version was trained on the running IMAGE_VERSI
 judge the champion under this image (core.compat, recorded as a `compat.<image>` tag),
 retrain (the `train` flow), and open the new version as `candidate`. A model with no
 champion yet gets its first version as `champion` and a first release in the ledger.
-Idempotent: a second run on the same image does nothing.
+Idempotent: a second run on the same image does nothing; a run that stopped between
+registering a version and giving it its role is finished, not repeated. The decision is
+`core.retrain.plan_retrain` (pure, unit-tested).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from prefect import flow
 
-from prefect import flow, get_run_logger
-
-from config import get_settings
-from core.errors import ConflictError
-from core.registry import ModelVersionInfo
+from config import Settings, get_settings
+from core.registry import ModelRegistry
+from core.reporting import retrain_report_markdown, retrain_summary
+from core.retrain import RetrainOutcome, check_image
 from flows.train import train
-from tasks.ledger import open_state_database
-from tasks.registry import (
-    check_and_record_compat,
-    list_image_versions,
-    open_registry,
-    record_first_release,
-    set_alias,
-    version_by_alias,
-)
-from tasks.training import publish_markdown
+from tasks.registry import open_registry
+from tasks.reporting import publish_markdown
+from tasks.retrain import give_role, judge_champion, plan_model
 
-ACTOR = "retrain_on_image_change"
-
-
-@dataclass(frozen=True)
-class RetrainOutcome:
-    """What the flow did for one model."""
-
-    model: str
-    action: Literal["up_to_date", "candidate", "first_champion"]
-    version: str
-    champion_version: str | None = None
-    champion_verdict: str | None = None
-    reason: str = ""
+__all__ = ["RetrainOutcome", "retrain_on_image_change"]
 
 
 @flow(name="retrain-on-image-change")
@@ -57,114 +38,33 @@ def retrain_on_image_change(image_version: str | None = None) -> list[RetrainOut
         ConflictError: `image_version` differs from the running IMAGE_VERSION.
         DataError: a model's training data is unusable (nothing is registered for it).
     """
-    logger = get_run_logger()
     settings = get_settings()
-    image = settings.IMAGE_VERSION
-    if image_version is not None and image_version != image:
-        raise ConflictError(
-            f"asked to retrain for image {image_version!r} but this run is on image {image!r}: "
-            "run the flow in the new image"
-        )
-
-    # Extract
+    image = check_image(settings.IMAGE_VERSION, image_version)
     registry = open_registry(settings)
-    outcomes: list[RetrainOutcome] = []
-    for model_name in settings.MODELS:
-        existing = list_image_versions(registry, model_name, image)
-        champion = version_by_alias(registry, model_name, "champion")
-        unfinished = (
-            existing[-1] if existing and _never_given_a_role(existing[-1], champion) else None
-        )
-        if existing and unfinished is None:
-            latest = existing[-1]
-            logger.info("%s already has v%s for image %s", model_name, latest.version, image)
-            outcomes.append(
-                RetrainOutcome(model_name, "up_to_date", latest.version, reason="already trained")
-            )
-            continue
 
-        # Transform
-        verdict = None
-        if champion is not None:
-            report = check_and_record_compat(registry, model_name, champion.version, image)
-            verdict = report.verdict
-            logger.info(
-                "champion %s v%s under %s: %s (%s)",
-                model_name,
-                champion.version,
-                image,
-                report.verdict,
-                report.reason,
-            )
-        if unfinished is not None:
-            # an earlier run registered this version, then stopped before giving it its role
-            logger.warning(
-                "%s v%s was registered for image %s but never given a role: resuming",
-                model_name,
-                unfinished.version,
-                image,
-            )
-            info = unfinished
-        else:
-            info = train(model_name=model_name)
-
-        # Load
-        if champion is not None:
-            info = set_alias(registry, model_name, "candidate", info.version)
-            outcomes.append(
-                RetrainOutcome(
-                    model_name,
-                    "candidate",
-                    info.version,
-                    champion.version,
-                    verdict,
-                    f"champion v{champion.version} is {verdict} under {image}",
-                )
-            )
-        else:
-            info = set_alias(registry, model_name, "champion", info.version)
-            engine = open_state_database(settings)
-            release = record_first_release(engine, settings, info, ACTOR)
-            engine.dispose()
-            outcomes.append(
-                RetrainOutcome(
-                    model_name,
-                    "first_champion",
-                    info.version,
-                    reason=f"no champion yet: first release {release.tag}",
-                )
-            )
+    outcomes = [retrain_model(registry, settings, name, image) for name in settings.MODELS]
 
     # Report
     publish_markdown(
         key="retrain-on-image-change",
         markdown=retrain_report_markdown(image, outcomes),
-        description=f"image {image}: "
-        + ", ".join(f"{o.model} {o.action} v{o.version}" for o in outcomes),
+        description=retrain_summary(image, outcomes),
     )
     return outcomes
 
 
-def _never_given_a_role(version: ModelVersionInfo, champion: ModelVersionInfo | None) -> bool:
-    """True for a version an interrupted run left behind: no alias, never rolled back, and
-    newer than the champion (so it never served)."""
-    if version.aliases or "rolled_back_reason" in version.tags:
-        return False
-    return champion is None or int(version.version) > int(champion.version)
+def retrain_model(
+    registry: ModelRegistry, settings: Settings, model_name: str, image: str
+) -> RetrainOutcome:
+    """One model's steps inside the flow run: carry out its `plan_retrain` plan."""
+    # Extract: the versions this image already has, and the champion
+    plan = plan_model(registry, model_name, image)
+    if plan.up_to_date:
+        return RetrainOutcome.nothing_to_do(plan)
 
+    # Transform: judge the champion under this image; train unless a run left a version
+    verdict = judge_champion(registry, plan)
+    version = plan.resume_version or train(model_name=model_name).version
 
-def retrain_report_markdown(image: str, outcomes: list[RetrainOutcome]) -> str:
-    """A markdown table of what the run did per model."""
-    lines = [
-        f"# retrain on image `{image}`",
-        "",
-        "| model | action | version | champion | champion verdict | why |",
-        "|---|---|---|---|---|---|",
-    ]
-    for o in outcomes:
-        lines.append(
-            f"| {o.model} | {o.action} | v{o.version} | "
-            f"{'v' + o.champion_version if o.champion_version else '-'} | "
-            f"{o.champion_verdict or '-'} | {o.reason} |"
-        )
-    return "\n".join(lines) + "\n"
+    # Load: the version becomes candidate, or the first champion with a first release
+    return give_role(registry, settings, plan, version, verdict)

@@ -14,26 +14,30 @@ canary stage 0 or is rolled back; with no rollout, a pass starts the canary.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from prefect import flow, get_run_logger, unmapped
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect import flow, unmapped
 
 from config import get_settings
-from core.db import utcnow
-from core.shadow import ShadowReport, ShadowThresholds, chunk_requests, report_markdown
-from tasks.ledger import open_registry, open_state_database
+from core.db import state_database, utcnow
+from core.registry import ModelRegistry
+from core.reporting import artifact_key
+from core.shadow import (
+    ChunkCounts,
+    ReplayRequest,
+    ShadowReport,
+    ShadowSampling,
+    ShadowSubjects,
+    ShadowThresholds,
+    chunk_requests,
+)
+from tasks.registry import open_registry
+from tasks.reporting import advance_progress, start_progress
 from tasks.shadow import (
     act_on_report,
     evaluate,
     log_to_mlflow,
     measure_latency,
     plot,
+    publish_report,
     replay_chunk,
     resolve_subjects,
     sample_requests,
@@ -43,7 +47,7 @@ ACTOR = "shadow-evaluation"
 
 
 @flow(name="shadow-evaluation")
-def shadow_evaluation(
+def shadow_evaluation(  # noqa: PLR0913 (each parameter is a field of the run form)
     model_name: str = "intent-classifier",
     env: str | None = None,
     candidate_version: str | None = None,
@@ -60,71 +64,50 @@ def shadow_evaluation(
     window_hours, sample_size, batch_size default to SHADOW_WINDOW_HOURS,
     SHADOW_SAMPLE_SIZE, SHADOW_BATCH_SIZE; latency_sample requests are timed one by one.
     """
-    logger = get_run_logger()
     settings = get_settings()
-    env = env or settings.ENVIRONMENT
-    window = window_hours if window_hours is not None else settings.SHADOW_WINDOW_HOURS
-    size = sample_size if sample_size is not None else settings.SHADOW_SAMPLE_SIZE
-    batch = batch_size if batch_size is not None else settings.SHADOW_BATCH_SIZE
-
-    # Extract
-    engine = open_state_database(settings)
-    registry = open_registry(settings)
-    subjects = resolve_subjects(engine, registry, env, model_name, candidate_version)
-    requests = sample_requests(engine, env, model_name, window, size, utcnow())
-    logger.info(
-        "shadow %s v%s vs champion v%s in %s: %d requests from the last %g h",
-        model_name, subjects.candidate_version, subjects.champion_version, env,
-        len(requests), window,
+    sampling = ShadowSampling.from_settings(
+        settings, window_hours=window_hours, sample_size=sample_size, batch_size=batch_size,
+        latency_sample=latency_sample,
     )  # fmt: skip
+    with state_database(settings.database_url, wait_seconds=10) as engine:
+        # Extract: who is compared, on which recent requests
+        registry = open_registry(settings)
+        subjects = resolve_subjects(
+            engine, registry, env or settings.ENVIRONMENT, model_name, candidate_version
+        )
+        requests = sample_requests(engine, subjects, sampling, utcnow())
 
-    # Transform: replay chunks as mapped tasks, progress as they finish
-    chunks = chunk_requests(requests, batch)
-    progress = create_progress_artifact(
-        progress=0.0,
-        key=f"shadow-{model_name}-progress",
+        # Transform: replay in mapped chunks, time single requests, judge
+        counts = replay(registry, subjects, requests, sampling.batch_size)
+        latency = measure_latency(registry, subjects, requests, sampling.latency_sample)
+        report = evaluate(counts, latency, ShadowThresholds.from_settings(settings), subjects)
+
+        # Load: the reports (Prefect, plots, MLflow), then the ledger
+        markdown = publish_report(report)
+        files = plot(report, latency, settings.reports_dir)
+        if log_mlflow:
+            log_to_mlflow(registry, report, markdown, files)
+        act_on_report(
+            engine, registry, subjects, report, settings.CANARY_STAGES, ACTOR, start_canary
+        )
+    return report
+
+
+def replay(
+    registry: ModelRegistry,
+    subjects: ShadowSubjects,
+    requests: list[ReplayRequest],
+    batch_size: int,
+) -> list[ChunkCounts]:
+    """Replay the sample as mapped tasks, one per chunk; a progress artifact follows them."""
+    chunks = chunk_requests(requests, batch_size)
+    progress = start_progress(
+        key=artifact_key("shadow", subjects.model_name, "progress"),
         description=f"replayed chunks of {len(requests)} requests",
     )
-    futures = replay_chunk.map(
-        unmapped(registry),
-        unmapped(model_name),
-        unmapped(subjects.champion_version),
-        unmapped(subjects.candidate_version),
-        chunks,
-    )
+    futures = replay_chunk.map(unmapped(registry), unmapped(subjects), chunks)
     counts = []
     for done, future in enumerate(futures, start=1):
         counts.append(future.result())
-        update_progress_artifact(progress, progress=100.0 * done / len(chunks))
-    latency = measure_latency(
-        registry, model_name, subjects.champion_version, subjects.candidate_version,
-        requests, latency_sample,
-    )  # fmt: skip
-    report = evaluate(counts, latency, ShadowThresholds.from_settings(settings), subjects)
-    markdown = report_markdown(report)
-
-    # Load: reports, then the ledger
-    create_markdown_artifact(
-        markdown=markdown, key=f"shadow-{model_name}", description=report.gate.summary()
-    )
-    create_table_artifact(
-        table=[
-            {"check": c.name, "value": c.value, "comparison": c.comparison,
-             "threshold": c.threshold, "passed": c.passed}
-            for c in report.gate.checks
-        ],
-        key=f"shadow-{model_name}-gate",
-        description="shadow gate: every threshold",
-    )  # fmt: skip
-    out_dir = Path(settings.reports_dir) / f"shadow-{model_name}-v{subjects.candidate_version}"
-    files = plot(report, latency, out_dir)
-    if log_mlflow:
-        run_id = log_to_mlflow(registry, report, markdown, files)
-        logger.info("MLflow run %s", run_id)
-    action, rollout_id = act_on_report(
-        engine, registry, subjects, report, list(settings.CANARY_STAGES), ACTOR, start_canary
-    )
-    level = logger.info if report.passed else logger.warning
-    level("%s -> %s (rollout %s)", report.gate.summary(), action, rollout_id)
-    engine.dispose()
-    return report
+        advance_progress(progress, done, len(chunks))
+    return counts

@@ -1,7 +1,8 @@
 """Prefect tasks of the shadow evaluation: each wraps one call of `core.shadow`.
 
-Only the database sampling, model loading and MLflow logging do I/O and retry, and only
-on transient errors. Tasks receiving an engine or a registry use `NO_CACHE`.
+Only the database sampling, model loading, MLflow logging and ledger writes do I/O and
+retry, and only on transient errors. Tasks receiving an engine or a registry use
+`NO_CACHE`.
 """
 
 from __future__ import annotations
@@ -10,19 +11,22 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
 from core import shadow
 from core.plots import shadow_plots
 from core.registry import ModelRegistry
+from core.reporting import artifact_key, gate_table, shadow_report_markdown
 from core.shadow import (
     ChunkCounts,
     LatencyProfile,
     ReplayRequest,
     ShadowAction,
     ShadowReport,
+    ShadowSampling,
     ShadowSubjects,
     ShadowThresholds,
 )
@@ -45,50 +49,45 @@ def resolve_subjects(
 
 @task(name="shadow-sample-requests", **IO_TASK)
 def sample_requests(
-    engine: Engine,
-    env: str,
-    model_name: str,
-    window_hours: float,
-    sample_size: int,
-    now: datetime,
+    engine: Engine, subjects: ShadowSubjects, sampling: ShadowSampling, now: datetime
 ) -> list[ReplayRequest]:
     """`core.shadow.sample_requests`: recent served inputs, with labels where known."""
-    return shadow.sample_requests(
+    requests = shadow.sample_requests(
         engine,
-        env=env,
-        model_name=model_name,
-        window_hours=window_hours,
-        sample_size=sample_size,
+        env=subjects.env,
+        model_name=subjects.model_name,
+        window_hours=sampling.window_hours,
+        sample_size=sampling.sample_size,
         now=now,
     )
+    get_run_logger().info(
+        "shadow %s v%s vs champion v%s in %s: %d requests from the last %g h",
+        subjects.model_name, subjects.candidate_version, subjects.champion_version,
+        subjects.env, len(requests), sampling.window_hours,
+    )  # fmt: skip
+    return requests
 
 
 @task(name="shadow-replay-chunk", **IO_TASK)
 def replay_chunk(
-    registry: ModelRegistry,
-    model_name: str,
-    champion_version: str,
-    candidate_version: str,
-    chunk: list[ReplayRequest],
+    registry: ModelRegistry, subjects: ShadowSubjects, chunk: list[ReplayRequest]
 ) -> ChunkCounts:
     """Load both versions (verified, cached per worker) and replay one chunk."""
-    champion = registry.load(model_name, champion_version)
-    candidate = registry.load(model_name, candidate_version)
+    champion = registry.load(subjects.model_name, subjects.champion_version)
+    candidate = registry.load(subjects.model_name, subjects.candidate_version)
     return shadow.replay_chunk(champion, candidate, chunk)
 
 
 @task(name="shadow-measure-latency", **IO_TASK)
 def measure_latency(
     registry: ModelRegistry,
-    model_name: str,
-    champion_version: str,
-    candidate_version: str,
+    subjects: ShadowSubjects,
     requests: Sequence[ReplayRequest],
     limit: int,
 ) -> LatencyProfile:
     """Single-request latencies of both versions on a subsample."""
-    champion = registry.load(model_name, champion_version)
-    candidate = registry.load(model_name, candidate_version)
+    champion = registry.load(subjects.model_name, subjects.champion_version)
+    candidate = registry.load(subjects.model_name, subjects.candidate_version)
     return shadow.measure_latency(champion, candidate, requests, limit=limit)
 
 
@@ -110,9 +109,26 @@ def evaluate(
     )
 
 
+@task(name="shadow-publish-report", cache_policy=NO_CACHE)
+def publish_report(report: ShadowReport) -> str:
+    """Leave the report (markdown) and every gate threshold (table) as Prefect artifacts;
+    return the markdown."""
+    markdown = shadow_report_markdown(report)
+    key = artifact_key("shadow", report.model_name)
+    create_markdown_artifact(markdown=markdown, key=key, description=report.gate.summary())
+    create_table_artifact(
+        table=gate_table(report.gate),
+        key=f"{key}-gate",
+        description="shadow gate: every threshold",
+    )
+    return markdown
+
+
 @task(name="shadow-plot", cache_policy=NO_CACHE)
-def plot(report: ShadowReport, latency: LatencyProfile, out_dir: Path) -> list[Path]:
-    """PNG plots: latency distributions and per-intent agreement."""
+def plot(report: ShadowReport, latency: LatencyProfile, reports_dir: Path) -> list[Path]:
+    """PNG plots (latency distributions, per-intent agreement) in a folder of their own
+    under `reports_dir`."""
+    out_dir = reports_dir / f"shadow-{report.model_name}-v{report.candidate_version}"
     return shadow_plots(report, latency, out_dir)
 
 
@@ -121,7 +137,7 @@ def log_to_mlflow(
     registry: ModelRegistry, report: ShadowReport, markdown: str, files: list[Path]
 ) -> str:
     """Log the evaluation as an MLflow run with the report and plots; return the run id."""
-    return shadow.log_to_mlflow(
+    run_id = shadow.log_to_mlflow(
         registry.client,
         experiment=registry.experiment,
         artifact_location=registry.artifact_location,
@@ -129,6 +145,8 @@ def log_to_mlflow(
         markdown=markdown,
         files=files,
     )
+    get_run_logger().info("MLflow run %s", run_id)
+    return run_id
 
 
 @task(name="shadow-act-on-report", **IO_TASK)
@@ -142,7 +160,7 @@ def act_on_report(
     start_canary: bool,
 ) -> tuple[ShadowAction, int | None]:
     """`core.shadow.act_on_report`: record the verdict and move the rollout on it."""
-    return shadow.act_on_report(
+    action, rollout_id = shadow.act_on_report(
         engine,
         subjects,
         report,
@@ -151,3 +169,7 @@ def act_on_report(
         registry=registry,
         start_canary=start_canary,
     )
+    logger = get_run_logger()
+    level = logger.info if report.passed else logger.warning
+    level("%s -> %s (rollout %s)", report.gate.summary(), action, rollout_id)
+    return action, rollout_id

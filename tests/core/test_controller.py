@@ -15,11 +15,18 @@ from core.controller import (
     APPROVAL_ANSWERED,
     APPROVAL_REQUESTED,
     CanaryPolicy,
+    NoAnswer,
+    OperatorAnswer,
+    TickOutcome,
+    answer_approval,
     apply_plan,
     approval_pending,
+    approval_requests,
     finish_promotions,
+    open_approval,
     plan_rollout,
     reconcile,
+    with_answers,
 )
 from core.db import utcnow
 from core.simulation import Arm, write_simulated_traffic
@@ -274,8 +281,9 @@ class AliasBook:
     def set_tag(self, name: str, version: str, key: str, value: str) -> None:
         return None
 
-    def version_by_alias(self, name: str, alias: str) -> str | None:
-        return self.aliases.get(alias)
+    def version_by_alias(self, name: str, alias: str) -> object | None:
+        version = self.aliases.get(alias)
+        return None if version is None else type("Info", (), {"version": version})()
 
 
 def test_finish_promotions_repairs_aliases_left_by_a_crash(
@@ -301,3 +309,125 @@ def test_finish_promotions_leaves_a_later_env_rollback_alone(
 
     assert finish_promotions(engine, book) == []
     assert book.aliases == {"champion": "1"}
+
+
+# --- operator approval (core.approval) -----------------------------------------------------
+
+
+def _awaiting(engine: Engine, policy: CanaryPolicy) -> tuple[int, TickOutcome]:
+    """A rollout ready to advance under a policy that wants an operator; the tick asks.
+
+    Seed 6 gives both arms >= 50 samples at 1% (as in the apply_plan approval test)."""
+    strict = dataclasses.replace(policy, require_approval=True)
+    rollout = _start(engine, strict)
+    current = _feed(engine, rollout.id, BETTER, 6_000, seed=6)
+    [outcome] = reconcile(engine, strict, now=_later(current), **VERSIONS)
+    return rollout.id, outcome
+
+
+def test_reconcile_asks_an_operator_once_per_stage(engine: Engine, policy: CanaryPolicy) -> None:
+    rollout_id, outcome = _awaiting(engine, policy)
+
+    assert outcome.outcome == "awaiting_approval"
+    assert outcome.request is not None
+    assert outcome.request.action == "advance"
+    assert outcome.request.key == f"rollout-{rollout_id}-stage-0-1"
+    assert f"Rollout #{rollout_id}" in outcome.request.description
+    assert approval_requests([outcome]) == [outcome.request]
+    events = ledger.rollout_events(engine, rollout_id)
+    assert [e.kind for e in events] == ["start", APPROVAL_REQUESTED]
+    assert events[-1].figures is not None
+    assert events[-1].figures["verdict"]["action"] == "advance"
+
+    strict = outcome.request.plan.policy
+    [again] = reconcile(engine, strict, now=_later(outcome.request.plan.rollout), **VERSIONS)
+
+    assert (again.outcome, again.detail, again.request) == (
+        "awaiting_approval",
+        "operator asked already",
+        None,
+    )
+    assert len(ledger.rollout_events(engine, rollout_id)) == 2
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome", "status", "last_kinds"),
+    [
+        (OperatorAnswer("approve", "ana", "looks good"), "advanced", "canary", ["advance"]),
+        (OperatorAnswer("hold", "ana", "after lunch"), "held", "canary", []),
+        (OperatorAnswer("rollback", "bo", "not today"), "rolled_back", "rolled_back", ["rollback"]),
+        (OperatorAnswer("abort", "bo", "wrong build"), "skipped", "aborted", ["abort"]),
+        (NoAnswer("TimeoutError"), "held", "canary", []),
+    ],
+    ids=["approve", "hold", "rollback", "abort", "no-answer"],
+)
+def test_answer_approval_records_the_answer_and_carries_it_out(
+    engine: Engine,
+    policy: CanaryPolicy,
+    answer: OperatorAnswer | NoAnswer,
+    outcome: str,
+    status: str,
+    last_kinds: list[str],
+) -> None:
+    rollout_id, waiting = _awaiting(engine, policy)
+    assert waiting.request is not None
+
+    later = _later(waiting.request.plan.rollout)
+    done = answer_approval(engine, waiting.request, answer, registry=None, now=later, **VERSIONS)
+
+    assert (done.rollout_id, done.outcome, done.request) == (rollout_id, outcome, None)
+    assert ledger.get_rollout(engine, rollout_id).status == status
+    events = ledger.rollout_events(engine, rollout_id)
+    kinds = [e.kind for e in events]
+    assert kinds == ["start", APPROVAL_REQUESTED, APPROVAL_ANSWERED, *last_kinds]
+    answered = events[2]
+    if isinstance(answer, OperatorAnswer):
+        assert (answered.actor, answered.reason) == (
+            answer.actor,
+            f"{answer.decision}: {answer.reason}",
+        )
+        assert events[-1].actor == (
+            answer.actor if last_kinds != ["advance"] else "rollout-controller"
+        )
+    else:
+        assert (answered.actor, answered.reason) == (
+            "rollout-controller",
+            "no answer: TimeoutError",
+        )
+        assert done.detail == "no operator answer"
+    assert with_answers([waiting], [done]) == [done]
+
+
+def test_answer_approval_on_a_rollout_ended_meanwhile_is_a_conflict(
+    engine: Engine, policy: CanaryPolicy
+) -> None:
+    rollout_id, waiting = _awaiting(engine, policy)
+    assert waiting.request is not None
+    ledger.abort(engine, rollout_id, actor="op", reason="ended from the CLI meanwhile")
+
+    done = answer_approval(
+        engine, waiting.request, OperatorAnswer("rollback", "ana", "late"), registry=None,
+        **VERSIONS,
+    )  # fmt: skip
+
+    assert done.outcome == "conflict"
+    assert ledger.get_rollout(engine, rollout_id).status == "aborted"
+
+
+def test_open_approval_refuses_a_plan_that_needs_no_operator(
+    engine: Engine, policy: CanaryPolicy
+) -> None:
+    rollout = _start(engine, policy)
+    plan = plan_rollout(engine, rollout, policy, now=utcnow())
+
+    with pytest.raises(ValueError, match="nothing to approve"):
+        open_approval(engine, plan)
+
+
+def test_with_answers_replaces_only_answered_rollouts_in_order() -> None:
+    waiting = TickOutcome(2, "awaiting_approval", "advance needs an operator", 0)
+    others = [TickOutcome(1, "held", "bake", 0), waiting, TickOutcome(3, "advanced", "ok", 1)]
+    answered = TickOutcome(2, "advanced", "approved", 0)
+
+    assert with_answers(others, [answered]) == [others[0], answered, others[2]]
+    assert approval_requests(others) == []

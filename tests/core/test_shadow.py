@@ -8,7 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, insert
 
+from core import ledger
 from core.db import Feedback, Traffic, utcnow
+from core.errors import ConflictError, NotFoundError
 from core.shadow import (
     ChunkCounts,
     LatencyProfile,
@@ -23,6 +25,7 @@ from core.shadow import (
     predict_tolerant,
     replay_chunk,
     report_markdown,
+    resolve_subjects,
     sample_requests,
 )
 
@@ -194,3 +197,85 @@ def test_sample_requests_recent_window_one_row_per_request_with_labels(engine: E
         now=now + timedelta(seconds=1),
     )  # fmt: skip
     assert len(small) == 5
+
+
+class CandidateAlias:
+    """The registry's alias lookup, in memory: the `candidate` alias points at `version`."""
+
+    def __init__(self, version: str | None) -> None:
+        self.version = version
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        raise AssertionError("resolving subjects never moves aliases")
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        raise AssertionError("resolving subjects never moves aliases")
+
+    def get_version(self, name: str, version: str) -> object:
+        return type("Info", (), {"artifact_sha256": None, "version": version})()
+
+    def set_tag(self, name: str, version: str, key: str, value: str) -> None:
+        return None
+
+    def version_by_alias(self, name: str, alias: str) -> object | None:
+        if alias != "candidate" or self.version is None:
+            return None
+        return type("Info", (), {"version": self.version})()
+
+
+def _release_v1(engine: Engine) -> None:
+    ledger.record_release(
+        engine,
+        env="dev",
+        code_version="1",
+        image_version="img",
+        model_versions={"intent-classifier": "1"},
+        artifact_digests={"intent-classifier": None},
+        reason="v1",
+        actor="test",
+    )
+
+
+def test_resolve_subjects_candidate_from_the_alias_without_a_rollout(engine: Engine) -> None:
+    _release_v1(engine)
+
+    subjects = resolve_subjects(
+        engine, CandidateAlias("2"), env="dev", model_name="intent-classifier",
+        candidate_version=None,
+    )  # fmt: skip
+
+    assert (subjects.champion_version, subjects.candidate_version, subjects.rollout) == (
+        "1",
+        "2",
+        None,
+    )
+    with pytest.raises(NotFoundError, match="set the `candidate` alias"):
+        resolve_subjects(
+            engine, CandidateAlias(None), env="dev", model_name="intent-classifier",
+            candidate_version=None,
+        )  # fmt: skip
+    with pytest.raises(ConflictError, match="already the champion"):
+        resolve_subjects(
+            engine, CandidateAlias("1"), env="dev", model_name="intent-classifier",
+            candidate_version=None,
+        )  # fmt: skip
+
+
+def test_resolve_subjects_candidate_from_the_active_rollout_first(engine: Engine) -> None:
+    _release_v1(engine)
+    rollout = ledger.start_rollout(
+        engine, env="dev", model_name="intent-classifier", candidate_version="3",
+        stages=[1, 100], mode="shadow", actor="test", reason="shadow first",
+    )  # fmt: skip
+
+    subjects = resolve_subjects(
+        engine, CandidateAlias("2"), env="dev", model_name="intent-classifier",
+        candidate_version=None,
+    )  # fmt: skip
+
+    assert (subjects.candidate_version, subjects.rollout) == ("3", rollout)
+    with pytest.raises(ConflictError, match="end it first"):
+        resolve_subjects(
+            engine, CandidateAlias("2"), env="dev", model_name="intent-classifier",
+            candidate_version="2",
+        )  # fmt: skip

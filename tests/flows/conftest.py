@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import Engine
 
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="sml-prefect-home-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -26,3 +27,15 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def state_db() -> Iterator[Engine]:
+    """The migrated state database the flows open from the (isolated) settings."""
+    from config import get_settings
+    from core.db import make_engine, upgrade
+
+    engine = make_engine(get_settings().database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()

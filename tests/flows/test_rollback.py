@@ -3,7 +3,6 @@ reason, `force` recorded. Real Prefect harness, real MLflow store, real core.com
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from config import get_settings, load_settings
-from core.db import make_engine, upgrade
 from core.ledger import current_release, record_release, releases_history
 from core.registry import ModelRegistry
 from flows.rollback import RollbackRequest, rollback
@@ -22,15 +20,6 @@ from tests.ledger_helpers import (
     register_with_custom_class,
     remove_class,
 )
-
-
-@pytest.fixture
-def state_db() -> Iterator[Engine]:
-    """The migrated state database the flow reads from the settings."""
-    engine = make_engine(get_settings().database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def test_rollback_request_is_typed() -> None:

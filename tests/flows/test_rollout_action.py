@@ -6,14 +6,11 @@ Runs under the session's real Prefect test harness, against the test's state dat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from config import get_settings
-from core.db import make_engine, upgrade
 from core.ledger import (
     current_release,
     get_rollout,
@@ -24,15 +21,6 @@ from core.ledger import (
 from flows.rollout_action import RolloutActionRequest, rollout_action
 
 MODEL = "intent-classifier"
-
-
-@pytest.fixture
-def state_db() -> Iterator[Engine]:
-    """The migrated state database the flows read from the settings."""
-    engine = make_engine(get_settings().database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def _seed(engine: Engine, champion: str = "1") -> None:

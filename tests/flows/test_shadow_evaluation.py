@@ -8,7 +8,6 @@ shadow rollout is rolled back. Reports land as Prefect artifacts and an MLflow r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from sqlalchemy import Engine, insert
 
 from config import get_settings
 from core import ledger
-from core.db import Feedback, Traffic, make_engine, upgrade, utcnow
+from core.db import Feedback, Traffic, utcnow
 from core.registry import ModelRegistry
 from flows.shadow_evaluation import shadow_evaluation
 from tests.factories import faulty_config, train_and_register, training_frame
@@ -25,15 +24,6 @@ from tests.factories import faulty_config, train_and_register, training_frame
 MODEL = "intent-classifier"
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def state_db() -> Iterator[Engine]:
-    """The migrated state database the flow reads from the settings."""
-    engine = make_engine(get_settings().database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

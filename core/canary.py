@@ -1,0 +1,202 @@
+"""The canary's decision for one stage: the policy, the gate, and a pure `decide`.
+
+`decide(figures, stage_index=..., policy=...)` looks at one stage's figures and answers
+hold, advance, promote or rollback:
+- **rollback** when an always-valid sequential test (core.sequential) finds evidence that
+  the candidate breaches a threshold: error rate above the champion's by more than
+  CANARY_ERROR_MARGIN, negative feedback above by more than CANARY_FEEDBACK_MARGIN, p95
+  above CANARY_P95_MAX_MS, or p95 above the champion's p95 x (1 + CANARY_P95_MARGIN).
+  The family-wise alpha CANARY_ALPHA is split (Bonferroni) over every stage and every
+  test, so a candidate as good as the champion is rolled back with probability <= alpha
+  over the whole rollout, however often the controller looks.
+- **advance** (or **promote** at the last stage) when the stage has baked
+  CANARY_BAKE_SECONDS, each arm served CANARY_MIN_SAMPLES, and the gate passes: every
+  threshold holds on the point estimates. Otherwise **hold** and look again next tick.
+See docs/statistics.md for the maths and the simulations that check it. No I/O here:
+core.controller runs this over the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from config import Settings
+from core.analysis import StageFigures
+from core.gates import GateCheck, GateReport, evaluate_gate
+from core.sequential import (
+    SequentialResult,
+    bonferroni_alpha,
+    difference_of_proportions,
+    proportion_above,
+)
+
+Action = Literal["hold", "advance", "promote", "rollback"]
+# Sequential tests run on every stage: error rate, negative feedback, p95 limit, p95 vs champion.
+TESTS_PER_STAGE = 4
+# "p95 above T" <=> "more than 5% of requests slower than T".
+P95_TAIL = 0.05
+# Mixing scales (tau) of the normal mixtures: the size of effect each test is most
+# sensitive to (see docs/statistics.md for the trade-off). Rates: ~5 points; tail: ~10.
+TAU_RATE = 0.05
+TAU_TAIL = 0.10
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryPolicy:
+    """The canary thresholds, and whether a forward move waits for an operator (and how
+    long a request stays open), all from Settings CANARY_*."""
+
+    stages: tuple[float, ...]
+    bake_seconds: float
+    min_samples: int
+    alpha: float
+    error_margin: float
+    p95_max_ms: float
+    p95_margin: float
+    feedback_margin: float
+    require_approval: bool = False
+    approval_timeout_seconds: int = 3600
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, approval_timeout_seconds: int | None = None
+    ) -> CanaryPolicy:
+        """Read the policy from Settings (`approval_timeout_seconds` overrides
+        CANARY_APPROVAL_TIMEOUT_SECONDS when given)."""
+        return cls(
+            stages=tuple(settings.CANARY_STAGES),
+            bake_seconds=settings.CANARY_BAKE_SECONDS,
+            min_samples=settings.CANARY_MIN_SAMPLES,
+            alpha=settings.CANARY_ALPHA,
+            error_margin=settings.CANARY_ERROR_MARGIN,
+            p95_max_ms=settings.CANARY_P95_MAX_MS,
+            p95_margin=settings.CANARY_P95_MARGIN,
+            feedback_margin=settings.CANARY_FEEDBACK_MARGIN,
+            require_approval=settings.CANARY_REQUIRE_APPROVAL,
+            approval_timeout_seconds=approval_timeout_seconds
+            or settings.CANARY_APPROVAL_TIMEOUT_SECONDS,
+        )
+
+    @property
+    def test_alpha(self) -> float:
+        """The level of each single sequential test (alpha over stages x tests)."""
+        return bonferroni_alpha(self.alpha, len(self.stages) * TESTS_PER_STAGE)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What to do with a rollout's current stage, and the evidence behind it."""
+
+    action: Action
+    stage_index: int
+    reasons: tuple[str, ...]
+    gate: GateReport
+    tests: dict[str, SequentialResult] = field(default_factory=dict)
+
+    @property
+    def breaches(self) -> list[str]:
+        """Names of the sequential tests that found a breach (the rollback triggers)."""
+        return [name for name, result in self.tests.items() if result.reject]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view stored with the rollout event."""
+        return {
+            "action": self.action,
+            "stage_index": self.stage_index,
+            "reasons": list(self.reasons),
+            "gate": self.gate.as_dict(),
+            "tests": {name: result.as_dict() for name, result in self.tests.items()},
+        }
+
+
+def sequential_tests(figures: StageFigures, policy: CanaryPolicy) -> dict[str, SequentialResult]:
+    """Run the four always-valid breach tests on one stage's figures."""
+    champ, cand = figures.champion, figures.candidate
+    alpha = policy.test_alpha
+    tests: dict[str, SequentialResult] = {}
+    if champ.n and cand.n:
+        tests["error_rate"] = difference_of_proportions(
+            cand.errors, cand.n, champ.errors, champ.n,
+            margin=policy.error_margin, alpha=alpha, tau=TAU_RATE,
+        )  # fmt: skip
+        tests["negative_feedback"] = difference_of_proportions(
+            cand.negative_feedback, cand.n, champ.negative_feedback, champ.n,
+            margin=policy.feedback_margin, alpha=alpha, tau=TAU_RATE,
+        )  # fmt: skip
+    if cand.n:
+        tests["p95_limit"] = proportion_above(
+            cand.over_limit, cand.n, p0=P95_TAIL, alpha=alpha, tau=TAU_TAIL
+        )
+        if figures.relative_threshold_ms is not None:
+            tests["p95_vs_champion"] = proportion_above(
+                cand.over_relative, cand.n, p0=P95_TAIL, alpha=alpha, tau=TAU_TAIL
+            )
+    return tests
+
+
+def advance_gate(figures: StageFigures, *, stage_index: int, policy: CanaryPolicy) -> GateReport:
+    """The thresholds a stage must meet to move on (every failure listed).
+
+    At a 100% stage nobody is on the champion, so only the candidate's own checks apply.
+    """
+    champ, cand = figures.champion, figures.candidate
+    full = policy.stages[stage_index] >= 100.0
+    checks = [
+        GateCheck("bake_seconds", figures.elapsed_seconds, ">=", policy.bake_seconds, True),
+        GateCheck("candidate_samples", cand.n, ">=", policy.min_samples, True),
+        GateCheck("candidate_p95_ms", cand.p95_ms, "<=", policy.p95_max_ms),
+    ]
+    if not full:
+        champion_p95 = champ.p95_ms
+        checks += [
+            GateCheck("champion_samples", champ.n, ">=", policy.min_samples, True),
+            GateCheck(
+                "error_rate_excess",
+                cand.error_rate - champ.error_rate if champ.n and cand.n else None,
+                "<=",
+                policy.error_margin,
+                True,
+            ),
+            GateCheck(
+                "p95_vs_champion_ms",
+                cand.p95_ms if champion_p95 is not None else None,
+                "<=",
+                champion_p95 * (1 + policy.p95_margin) if champion_p95 is not None else 0.0,
+            ),
+            GateCheck(
+                "negative_feedback_excess",
+                cand.negative_feedback_rate - champ.negative_feedback_rate
+                if champ.n and cand.n
+                else None,
+                "<=",
+                policy.feedback_margin,
+            ),
+        ]
+    return evaluate_gate(f"stage {stage_index} ({policy.stages[stage_index]:g}%)", checks)
+
+
+def decide(figures: StageFigures, *, stage_index: int, policy: CanaryPolicy) -> Verdict:
+    """Decide what to do with a rollout at `stage_index` given the stage's figures.
+
+    Pure: no I/O, no clock (the window length is in `figures`).
+
+    Raises:
+        ValueError: if stage_index is outside the policy's stages.
+    """
+    if not 0 <= stage_index < len(policy.stages):
+        raise ValueError(f"stage index {stage_index} outside 0..{len(policy.stages) - 1}")
+    tests = sequential_tests(figures, policy)
+    gate = advance_gate(figures, stage_index=stage_index, policy=policy)
+    breaches = [name for name, result in tests.items() if result.reject]
+    if breaches:
+        reasons = tuple(
+            f"{name}: {tests[name].estimate:.4g} above {tests[name].null:.4g} "
+            f"(always-valid p={tests[name].p_value:.2g} < {policy.test_alpha:.2g})"
+            for name in breaches
+        )
+        return Verdict("rollback", stage_index, reasons, gate, tests)
+    if not gate.passed:
+        return Verdict("hold", stage_index, tuple(c.describe() for c in gate.failed), gate, tests)
+    last = stage_index == len(policy.stages) - 1
+    return Verdict("promote" if last else "advance", stage_index, (gate.summary(),), gate, tests)

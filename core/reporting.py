@@ -1,0 +1,148 @@
+"""Every markdown report a flow leaves (Prefect artifacts, MLflow): one place, plain text.
+
+Flows and tasks call these and publish the result; nothing here does I/O. The training
+summary is `core.training.training_report_markdown` (it reads the training records).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.gates import GateReport
+    from core.ledger import ReleaseRecord, RolloutRecord
+    from core.retrain import RetrainOutcome
+    from core.shadow.statistics import ShadowReport
+    from core.tick import TickOutcome
+
+
+def artifact_key(*parts: object) -> str:
+    """A Prefect artifact key from its parts: lowercase letters, digits and dashes only
+    (what Prefect accepts), e.g. `artifact_key("rollout", 7, "set_stage")` ->
+    `rollout-7-set-stage`."""
+    key = "-".join(str(part) for part in parts).lower()
+    return re.sub(r"[^a-z0-9-]+", "-", key)
+
+
+# --- rollout-controller ------------------------------------------------------------------
+
+
+def tick_report_markdown(outcomes: Sequence[TickOutcome]) -> str:
+    """A markdown table of what one controller tick did to each active rollout."""
+    lines = [
+        "# rollout-controller tick",
+        "",
+        "| rollout | stage | outcome | why |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| #{o.rollout_id} | {o.stage_index} | {o.outcome} | {o.detail} |" for o in outcomes]
+    return "\n".join(lines) + "\n"
+
+
+# --- retrain-on-image-change -------------------------------------------------------------
+
+
+def retrain_report_markdown(image: str, outcomes: Sequence[RetrainOutcome]) -> str:
+    """A markdown table of what the run did per model."""
+    lines = [
+        f"# retrain on image `{image}`",
+        "",
+        "| model | action | version | champion | champion verdict | why |",
+        "|---|---|---|---|---|---|",
+    ]
+    for o in outcomes:
+        lines.append(
+            f"| {o.model} | {o.action} | v{o.version} | "
+            f"{'v' + o.champion_version if o.champion_version else '-'} | "
+            f"{o.champion_verdict or '-'} | {o.reason} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def retrain_summary(image: str, outcomes: Sequence[RetrainOutcome]) -> str:
+    """One line: the image and what each model got."""
+    return f"image {image}: " + ", ".join(f"{o.model} {o.action} v{o.version}" for o in outcomes)
+
+
+# --- shadow-evaluation -------------------------------------------------------------------
+
+
+def shadow_report_markdown(report: ShadowReport) -> str:
+    """The report as markdown (a Prefect artifact and an MLflow artifact)."""
+    verdict = "PASS" if report.passed else "FAIL"
+    lines = [
+        f"# Shadow evaluation: {report.model_name} v{report.candidate_version} "
+        f"vs champion v{report.champion_version}",
+        "",
+        f"**Verdict: {verdict}** ({report.gate.summary()})",
+        "",
+        f"Replayed requests: {report.requests}",
+        "",
+        "| figure | champion | candidate |",
+        "|---|---|---|",
+        f"| error rate (95% CI) | {report.champion_error.describe()} | "
+        f"{report.candidate_error.describe()} |",
+    ]
+    for p in ("p50", "p95", "p99"):
+        a, b = report.champion_latency[p], report.candidate_latency[p]
+        lines.append(
+            f"| latency {p} (ms) | {'n/a' if a is None else f'{a:.2f}'} | "
+            f"{'n/a' if b is None else f'{b:.2f}'} |"
+        )
+    if report.accuracy is not None:
+        acc = report.accuracy
+        lines.append(
+            f"| accuracy (95% CI) | {acc.champion.describe()} | {acc.candidate.describe()} |"
+        )
+    lines += ["", f"Agreement (95% CI): {report.agreement.describe()}", ""]
+    if report.accuracy is not None:
+        acc = report.accuracy
+        lines += [
+            f"Accuracy drop champion - candidate: {acc.drop:+.4f} "
+            f"[{acc.drop_low:+.4f}, {acc.drop_high:+.4f}] (bootstrap 95%); "
+            f"McNemar exact p = {acc.mcnemar_p_value:.4g}",
+            "",
+        ]
+    else:
+        lines += ["No labelled feedback in the sample: accuracy not compared.", ""]
+    lines += ["## Gate", ""] + [f"- {c.describe()}" for c in report.gate.checks]
+    return "\n".join(lines) + "\n"
+
+
+def gate_table(gate: GateReport) -> list[dict[str, Any]]:
+    """Every threshold of a gate as table rows (a Prefect table artifact)."""
+    return [
+        {"check": c.name, "value": c.value, "comparison": c.comparison,
+         "threshold": c.threshold, "passed": c.passed}
+        for c in gate.checks
+    ]  # fmt: skip
+
+
+# --- manual actions ----------------------------------------------------------------------
+
+
+def rollback_summary(env: str, release: ReleaseRecord) -> str:
+    """One line: which release an env went back to, with its model versions."""
+    models = ", ".join(f"{n} v{v}" for n, v in sorted(release.model_versions.items()))
+    return f"{env} rolled back to {release.tag} ({models})"
+
+
+def rollback_report_markdown(summary: str, release: ReleaseRecord, actor: str) -> str:
+    """The rollback flow's report: what, the ledger's reason, and who."""
+    return f"# rollback\n\n{summary}\n\n{release.reason}\n\nby {actor}\n"
+
+
+def rollout_action_summary(action: str, record: RolloutRecord) -> str:
+    """One line: the action and the rollout's state after it."""
+    return (
+        f"rollout #{record.id} {action}: {record.model_name} "
+        f"v{record.candidate_version} vs v{record.champion_version} in {record.env}: "
+        f"{record.status}, stage {record.stage_index}, {record.percent:g}%"
+    )
+
+
+def rollout_action_report_markdown(summary: str, actor: str, reason: str) -> str:
+    """The rollout-action flow's report: what, by whom and why."""
+    return f"# rollout-action\n\n{summary}\n\nby {actor}: {reason}\n"

@@ -1,0 +1,273 @@
+"""Shadow evaluation, steps 1-3: sample recent requests, replay them, time single requests.
+
+1. `sample_requests` draws a random sample of the requests an env served for a model in a
+   recent window (SQL in the database), with the true label where feedback holds one.
+2. `chunk_requests` cuts the sample into chunks; `replay_chunk` predicts a chunk through
+   both models in batches and returns only counts (agreement, errors, per-intent
+   agreement, the 2x2 table of correctness on labelled requests), so chunks can run as
+   mapped tasks on many workers and be merged (`merge_chunks`) in any order.
+3. `measure_latency` times single-request predictions on a small subsample: the latency a
+   user would see, which batched replay cannot show.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+from sqlalchemy import Engine, bindparam, text
+from sqlalchemy.types import Integer, String
+
+from config import Settings
+from core.db.models import UTCDateTime
+
+_SAMPLE_SQL = """
+SELECT t.request_id AS request_id, t.input_text AS input_text,
+       (SELECT f.value FROM feedback f
+        WHERE f.request_id = t.request_id AND f.kind = 'label'
+        ORDER BY f.ts DESC LIMIT 1) AS label
+FROM traffic t
+WHERE t.env = :env AND t.model_name = :model_name
+  AND t.ts >= :since AND t.ts < :until
+  AND t.role IN ('champion', 'candidate')
+ORDER BY random()
+LIMIT :limit
+"""
+
+
+class Predictor(Protocol):
+    """What replay needs of a model: batch prediction (core.registry.LoadedModel has it)."""
+
+    def predict(self, texts: Sequence[str]) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRequest:
+    """One logged request to replay: its id, input text and true label if known."""
+
+    request_id: str
+    text: str
+    label: str | None = None
+
+
+@dataclass(slots=True)
+class ChunkCounts:
+    """What a replayed chunk contributes; all counts, so chunks merge by addition.
+
+    agree: both answered and gave the same answer (over `both_answered`); per_intent:
+    champion's answer -> [requests both answered, of which agreed]; correct_table:
+    [[both right, only champion right], [only candidate right, both wrong]] on labelled
+    requests both answered.
+    """
+
+    n: int = 0
+    champion_errors: int = 0
+    candidate_errors: int = 0
+    both_answered: int = 0
+    agree: int = 0
+    labelled: int = 0
+    correct_table: list[list[int]] = field(default_factory=lambda: [[0, 0], [0, 0]])
+    per_intent: dict[str, list[int]] = field(default_factory=dict)
+    champion_seconds: float = 0.0
+    candidate_seconds: float = 0.0
+
+    def add(self, other: ChunkCounts) -> None:
+        """Add another chunk's counts into this one."""
+        self.n += other.n
+        self.champion_errors += other.champion_errors
+        self.candidate_errors += other.candidate_errors
+        self.both_answered += other.both_answered
+        self.agree += other.agree
+        self.labelled += other.labelled
+        for i in range(2):
+            for j in range(2):
+                self.correct_table[i][j] += other.correct_table[i][j]
+        for intent, (n, agreed) in other.per_intent.items():
+            slot = self.per_intent.setdefault(intent, [0, 0])
+            slot[0] += n
+            slot[1] += agreed
+        self.champion_seconds += other.champion_seconds
+        self.candidate_seconds += other.candidate_seconds
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyProfile:
+    """Single-request latencies (ms) of both models on the same subsample."""
+
+    champion_ms: tuple[float, ...]
+    candidate_ms: tuple[float, ...]
+
+    def percentiles(self, which: str) -> dict[str, float | None]:
+        """p50/p95/p99 of `champion` or `candidate` (None when nothing was timed)."""
+        values = self.champion_ms if which == "champion" else self.candidate_ms
+        if not values:
+            return {"p50": None, "p95": None, "p99": None}
+        p50, p95, p99 = np.percentile(np.asarray(values), [50, 95, 99])
+        return {"p50": float(p50), "p95": float(p95), "p99": float(p99)}
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowSampling:
+    """How much recent traffic to replay: the window, the sample, the chunk size, and how
+    many requests to time one by one (Settings SHADOW_*, each overridable per run)."""
+
+    window_hours: float
+    sample_size: int
+    batch_size: int
+    latency_sample: int = 200
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        window_hours: float | None = None,
+        sample_size: int | None = None,
+        batch_size: int | None = None,
+        latency_sample: int = 200,
+    ) -> ShadowSampling:
+        """SHADOW_WINDOW_HOURS, SHADOW_SAMPLE_SIZE, SHADOW_BATCH_SIZE unless given."""
+        return cls(
+            window_hours=settings.SHADOW_WINDOW_HOURS if window_hours is None else window_hours,
+            sample_size=settings.SHADOW_SAMPLE_SIZE if sample_size is None else sample_size,
+            batch_size=settings.SHADOW_BATCH_SIZE if batch_size is None else batch_size,
+            latency_sample=latency_sample,
+        )
+
+
+# --- sampling --------------------------------------------------------------------------
+
+
+def sample_requests(
+    engine: Engine,
+    *,
+    env: str,
+    model_name: str,
+    window_hours: float,
+    sample_size: int,
+    now: datetime,
+) -> list[ReplayRequest]:
+    """A random sample of requests served in `env` for `model_name` in the last window.
+
+    One row per request (champion- or candidate-arm rows; shadow and fallback duplicates
+    excluded), with the newest `label` feedback when there is one.
+
+    Raises:
+        ValueError: on a non-positive window or sample size, or a naive `now`.
+    """
+    if window_hours <= 0 or sample_size < 1:
+        raise ValueError("window_hours and sample_size must be positive")
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    statement = text(_SAMPLE_SQL).bindparams(
+        bindparam("env", type_=String()),
+        bindparam("model_name", type_=String()),
+        bindparam("since", type_=UTCDateTime()),
+        bindparam("until", type_=UTCDateTime()),
+        bindparam("limit", type_=Integer()),
+    )
+    params = {
+        "env": env,
+        "model_name": model_name,
+        "since": now - timedelta(hours=window_hours),
+        "until": now,
+        "limit": sample_size,
+    }
+    with engine.connect() as conn:
+        rows = conn.execute(statement, params).all()
+    return [ReplayRequest(str(r.request_id), str(r.input_text), r.label) for r in rows]
+
+
+def chunk_requests(requests: Sequence[ReplayRequest], size: int) -> list[list[ReplayRequest]]:
+    """Cut the sample into chunks of at most `size` (the unit of work of a mapped task).
+
+    Raises:
+        ValueError: if size < 1.
+    """
+    if size < 1:
+        raise ValueError("chunk size must be >= 1")
+    return [list(requests[i : i + size]) for i in range(0, len(requests), size)]
+
+
+# --- replay ------------------------------------------------------------------------------
+
+
+def predict_tolerant(model: Predictor, texts: Sequence[str]) -> list[str | None]:
+    """Predict a batch; if it raises, bisect to find the failing inputs (None for those).
+
+    A model that fails on some inputs fails the whole batch call, so the batch is split
+    in halves until each failure is pinned to its input; successful halves keep the
+    speed of batching.
+    """
+    if not texts:
+        return []
+    try:
+        return [str(p) for p in model.predict(list(texts))]
+    except Exception:  # any model failure is a per-request error of the replay
+        if len(texts) == 1:
+            return [None]
+        mid = len(texts) // 2
+        return predict_tolerant(model, texts[:mid]) + predict_tolerant(model, texts[mid:])
+
+
+def replay_chunk(
+    champion: Predictor, candidate: Predictor, chunk: Sequence[ReplayRequest]
+) -> ChunkCounts:
+    """Predict one chunk through both models in batches and count what happened."""
+    texts = [r.text for r in chunk]
+    started = time.perf_counter()
+    champ_out = predict_tolerant(champion, texts)
+    champ_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    cand_out = predict_tolerant(candidate, texts)
+    cand_seconds = time.perf_counter() - started
+
+    counts = ChunkCounts(
+        n=len(chunk), champion_seconds=champ_seconds, candidate_seconds=cand_seconds
+    )
+    counts.champion_errors = sum(p is None for p in champ_out)
+    counts.candidate_errors = sum(p is None for p in cand_out)
+    per_intent = counts.per_intent
+    table = counts.correct_table
+    for request, a, b in zip(chunk, champ_out, cand_out, strict=True):
+        if a is None or b is None:
+            continue
+        counts.both_answered += 1
+        same = a == b
+        counts.agree += same
+        slot = per_intent.setdefault(a, [0, 0])
+        slot[0] += 1
+        slot[1] += same
+        if request.label is not None:
+            counts.labelled += 1
+            table[a != request.label][b != request.label] += 1
+    return counts
+
+
+def merge_chunks(chunks: Iterable[ChunkCounts]) -> ChunkCounts:
+    """Add up the counts of every chunk (order does not matter)."""
+    total = ChunkCounts()
+    for chunk in chunks:
+        total.add(chunk)
+    return total
+
+
+def measure_latency(
+    champion: Predictor, candidate: Predictor, requests: Sequence[ReplayRequest], *, limit: int
+) -> LatencyProfile:
+    """Time single-request predictions of both models on the first `limit` requests.
+
+    Failed predictions are timed too (a user waits for a failure as well).
+    """
+    champ: list[float] = []
+    cand: list[float] = []
+    for request in requests[:limit]:
+        for model, out in ((champion, champ), (candidate, cand)):
+            started = time.perf_counter()
+            predict_tolerant(model, [request.text])
+            out.append((time.perf_counter() - started) * 1000.0)
+    return LatencyProfile(tuple(champ), tuple(cand))

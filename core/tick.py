@@ -1,0 +1,210 @@
+"""One controller tick for one rollout: plan (the stage's figures and verdict), then apply.
+
+`plan_rollout` computes the current stage's figures in SQL and asks `core.canary.decide`;
+it writes nothing. `apply_plan` carries the verdict out through the ledger, each write one
+compare-and-set transaction with one event, so a stale plan ends as `conflict` and writes
+nothing. core.controller runs these over every active rollout; core.approval adds the
+operator's say when CANARY_REQUIRE_APPROVAL is on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import Engine
+
+from core import ledger
+from core.analysis import StageFigures, stage_figures
+from core.canary import Action, CanaryPolicy, Verdict, decide
+from core.errors import ConflictError
+
+if TYPE_CHECKING:
+    from core.approval import ApprovalRequest
+
+Outcome = Literal[
+    "held", "advanced", "promoted", "rolled_back", "skipped", "conflict", "awaiting_approval"
+]
+
+log = logging.getLogger(__name__)
+
+CONTROLLER_ACTOR = "rollout-controller"
+
+
+@dataclass(frozen=True, slots=True)
+class TickPlan:
+    """What one tick found for one rollout: its figures and verdict (None when skipped)."""
+
+    rollout: ledger.RolloutRecord
+    policy: CanaryPolicy
+    figures: StageFigures | None
+    verdict: Verdict | None
+    skipped: str | None = None
+
+    @property
+    def needs_approval_for(self) -> Action | None:
+        """advance/promote when the verdict would move the rollout forward, else None."""
+        if self.verdict is None or self.rollout.status != "canary":
+            return None
+        return self.verdict.action if self.verdict.action in ("advance", "promote") else None
+
+    @property
+    def awaits_operator(self) -> bool:
+        """True when the verdict moves forward and the policy wants an operator to agree."""
+        return self.policy.require_approval and self.needs_approval_for is not None
+
+    def evidence(self) -> dict[str, Any]:
+        """The figures and verdict, JSON-ready, stored with the event that acts on them.
+
+        Raises:
+            ValueError: the plan was skipped (it has no figures).
+        """
+        if self.figures is None or self.verdict is None:
+            raise ValueError(f"rollout #{self.rollout.id} was skipped: no evidence")
+        return {"figures": self.figures.as_dict(), "verdict": self.verdict.as_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class TickOutcome:
+    """What the tick did to one rollout, and why (one line).
+
+    `request` is set when this tick asked an operator (core.approval): the outcome is
+    `awaiting_approval` until `core.approval.answer_approval` replaces it.
+    """
+
+    rollout_id: int
+    outcome: Outcome
+    detail: str
+    stage_index: int
+    request: ApprovalRequest | None = None
+
+
+def plan_rollout(
+    engine: Engine, rollout: ledger.RolloutRecord, policy: CanaryPolicy, *, now: datetime
+) -> TickPlan:
+    """Compute the current stage's figures in SQL and decide; no write.
+
+    The stages are the ones the rollout was started with (the thresholds come from
+    `policy`). Shadow rollouts are skipped (the shadow evaluation moves them into canary).
+    Paused ones are analysed (a breach still rolls them back) but never moved forward.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: if the database cannot be queried.
+    """
+    if rollout.status == "shadow":
+        return TickPlan(rollout, policy, None, None, "shadow: waiting for the shadow evaluation")
+    policy = dataclasses.replace(policy, stages=tuple(ledger.rollout_stages(engine, rollout.id)))
+    if not 0 <= rollout.stage_index < len(policy.stages):
+        return TickPlan(rollout, policy, None, None, f"stage {rollout.stage_index} not in stages")
+    figures = stage_figures(
+        engine,
+        rollout.id,
+        since=rollout.stage_started_at,
+        until=max(now, rollout.stage_started_at),
+        latency_limit_ms=policy.p95_max_ms,
+        p95_margin=policy.p95_margin,
+    )
+    verdict = decide(figures, stage_index=rollout.stage_index, policy=policy)
+    return TickPlan(rollout, policy, figures, verdict)
+
+
+def apply_plan(
+    engine: Engine,
+    plan: TickPlan,
+    *,
+    actor: str = CONTROLLER_ACTOR,
+    registry: ledger.AliasRegistry | None = None,
+    code_version: str,
+    image_version: str,
+    approved: bool = False,
+) -> TickOutcome:
+    """Carry out a plan through the ledger (each write is one transaction with one event).
+
+    Safe to repeat: advances are compare-and-set on the stage index and ended rollouts
+    refuse changes, so a plan made from stale state ends as `conflict`, writing nothing.
+    A forward move that needs approval (policy.require_approval) is only made when
+    `approved`.
+    """
+    rollout, verdict = plan.rollout, plan.verdict
+    if verdict is None:
+        return TickOutcome(rollout.id, "skipped", plan.skipped or "", rollout.stage_index)
+    reason = "; ".join(verdict.reasons)
+    try:
+        if verdict.action == "rollback":
+            ledger.rollback(
+                engine, rollout.id, actor=actor, reason=reason,
+                figures=plan.evidence(), registry=registry,
+            )  # fmt: skip
+            return TickOutcome(rollout.id, "rolled_back", reason, rollout.stage_index)
+        if verdict.action == "hold" or rollout.status != "canary":
+            why = reason if verdict.action == "hold" else f"{rollout.status}: not moving"
+            return TickOutcome(rollout.id, "held", why, rollout.stage_index)
+        if plan.policy.require_approval and not approved:
+            return TickOutcome(
+                rollout.id, "awaiting_approval", f"{verdict.action} needs an operator",
+                rollout.stage_index,
+            )  # fmt: skip
+        if verdict.action == "advance":
+            ledger.advance_stage(
+                engine, rollout.id, expected_stage_index=rollout.stage_index,
+                stages=plan.policy.stages, actor=actor, reason=reason, figures=plan.evidence(),
+            )  # fmt: skip
+            return TickOutcome(rollout.id, "advanced", reason, rollout.stage_index)
+        _promote(
+            engine, plan, actor=actor, reason=reason, registry=registry,
+            code_version=code_version, image_version=image_version,
+        )  # fmt: skip
+        return TickOutcome(rollout.id, "promoted", reason, rollout.stage_index)
+    except ConflictError as exc:
+        # Another tick (or an operator) changed the rollout first: nothing to do here.
+        log.info("rollout #%s: %s", rollout.id, exc)
+        return TickOutcome(rollout.id, "conflict", str(exc), rollout.stage_index)
+
+
+def _promote(
+    engine: Engine,
+    plan: TickPlan,
+    *,
+    actor: str,
+    reason: str,
+    registry: ledger.AliasRegistry | None,
+    code_version: str,
+    image_version: str,
+) -> None:
+    """Promote at the last stage, unless the stage moved since the plan was made.
+
+    Raises:
+        ConflictError: the rollout moved since it was analysed, or the ledger refuses.
+    """
+    rollout = plan.rollout
+    current = ledger.get_rollout(engine, rollout.id)
+    if (current.stage_index, current.stage_started_at) != (
+        rollout.stage_index,
+        rollout.stage_started_at,
+    ):
+        raise ConflictError(f"rollout #{rollout.id} moved since it was analysed")
+    ledger.promote(
+        engine, rollout.id, actor=actor, reason=reason, figures=plan.evidence(),
+        registry=registry, code_version=code_version, image_version=image_version,
+    )  # fmt: skip
+
+
+def log_verdict(plan: TickPlan) -> None:
+    """Log the decision either way, with every failed threshold or breach."""
+    if plan.verdict is None:
+        log.info("rollout #%s skipped: %s", plan.rollout.id, plan.skipped)
+        return
+    v = plan.verdict
+    level = logging.WARNING if v.action == "rollback" else logging.INFO
+    log.log(
+        level,
+        "rollout #%s stage %s (%g%%): %s [%s]",
+        plan.rollout.id,
+        v.stage_index,
+        plan.rollout.percent,
+        v.action,
+        "; ".join(v.reasons),
+    )
