@@ -14,16 +14,15 @@ setup: ## install uv if absent, then the locked environment
 demo: setup ## the whole lifecycle on embedded defaults
 	$(UV) run sml demo
 
-test: setup ## ruff, then pytest
-	$(UV) run ruff check .
+test: lint ## lint (ruff, format, mypy), then pytest
 	$(UV) run pytest
 
 term: setup ## an IPython shell with settings, engine, registry and ledger loaded
 	$(UV) run sml term
 
-lint: setup ## ruff and mypy
+lint: setup ## ruff (rules + complexity), ruff format, mypy over every package: each one fails
 	$(UV) run ruff check .
-	$(UV) run ruff format --check . || true
+	$(UV) run ruff format --check .
 	$(UV) run mypy
 
 bench: setup ## benchmarks, each printing a ratio against a baseline measured in the same run

@@ -210,7 +210,7 @@ class Lifecycle:
             engine.dispose()
 
     # --- steps -----------------------------------------------------------------------
-    def step_champion(self, settings: Settings, console: Console) -> None:
+    def step_champion(self, settings: Settings, console: Console) -> None:  # noqa: ARG002 (a demo step's signature)
         """Train v1 on the running image: no champion yet, so it becomes the champion."""
         from flows.retrain_on_image_change import retrain_on_image_change
 
@@ -222,7 +222,7 @@ class Lifecycle:
         roles = self._users(settings, 600)
         console.print(f"600 requests served: {_roles(roles)}; feedback on ~30% (thumbs, labels)")
 
-    def step_image_bump(self, settings: Settings, console: Console) -> None:
+    def step_image_bump(self, settings: Settings, console: Console) -> None:  # noqa: ARG002 (a demo step's signature)
         """A new runtime image: judge the champion under it, retrain, open a candidate."""
         from flows.retrain_on_image_change import retrain_on_image_change
 
@@ -232,7 +232,7 @@ class Lifecycle:
         for o in retrain_on_image_change(image_version=DEMO_IMAGE):
             console.print(f"{o.model}: {o.action} v{o.version} ({o.reason})")
 
-    def step_shadow(self, settings: Settings, console: Console) -> None:
+    def step_shadow(self, settings: Settings, console: Console) -> None:  # noqa: ARG002 (a demo step's signature)
         """Replay recent traffic through champion and candidate; the gate starts the canary."""
         from flows.shadow_evaluation import shadow_evaluation
 

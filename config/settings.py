@@ -309,7 +309,7 @@ def get_settings() -> Settings:
     return load_settings()
 
 
-def value_sources(settings: Settings) -> dict[str, str]:
+def value_sources() -> dict[str, str]:
     """Where each value came from: `env`, `.env` or `default`."""
     from dotenv import dotenv_values
 
@@ -344,7 +344,7 @@ def _masked_secret(name: str, value: SecretStr | None) -> str:
 
 def masked_items(settings: Settings) -> list[tuple[str, str, str]]:
     """(name, display value, source) for every field, secrets masked."""
-    sources = value_sources(settings)
+    sources = value_sources()
     rows = []
     for name in Settings.model_fields:
         value = getattr(settings, name)

@@ -1,18 +1,19 @@
 """Every markdown report a flow leaves (Prefect artifacts, MLflow): one place, plain text.
 
-Flows and tasks call these and publish the result; nothing here does I/O. The training
-summary is `core.training.training_report_markdown` (it reads the training records).
+Flows and tasks call these and publish the result; nothing here does I/O. Inputs are our
+records, or Protocols of what a report reads of them (core never imports `models`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from core.gates import GateReport
     from core.ledger import ReleaseRecord, RolloutRecord
+    from core.lineage import ModelVersionInfo
     from core.retrain import RetrainOutcome
     from core.shadow.statistics import ShadowReport
     from core.tick import TickOutcome
@@ -24,6 +25,72 @@ def artifact_key(*parts: object) -> str:
     `rollout-7-set-stage`."""
     key = "-".join(str(part) for part in parts).lower()
     return re.sub(r"[^a-z0-9-]+", "-", key)
+
+
+# --- train ----------------------------------------------------------------------------------
+
+
+class HoldoutEvaluation(Protocol):
+    """What the training report reads of `models.evaluation.Evaluation`."""
+
+    @property
+    def rows(self) -> int: ...
+    @property
+    def accuracy(self) -> float: ...
+    @property
+    def labels(self) -> Sequence[str]: ...
+    @property
+    def per_class_accuracy(self) -> Mapping[str, float]: ...
+    @property
+    def per_class_support(self) -> Mapping[str, int]: ...
+
+
+class SnapshotSummary(Protocol):
+    """What the training report reads of `models.pipeline.SnapshotInfo`."""
+
+    @property
+    def rows(self) -> int: ...
+    @property
+    def digest(self) -> str: ...
+
+
+class TrainingRun(Protocol):
+    """What the training report reads of `models.pipeline.TrainedModel`."""
+
+    @property
+    def snapshot(self) -> SnapshotSummary: ...
+    @property
+    def window(self) -> str: ...
+    @property
+    def train_rows(self) -> int: ...
+    @property
+    def evaluation(self) -> HoldoutEvaluation: ...
+
+
+def training_report_markdown(info: ModelVersionInfo, trained: TrainingRun) -> str:
+    """A markdown summary of a training run (Prefect artifact, demo output)."""
+    evaluation = trained.evaluation
+    lines = [
+        f"# {info.name} v{info.version}",
+        "",
+        f"- image `{info.image_version}`, code `{info.tags.get('code_version', '?')}`, "
+        f"python {info.tags.get('python_version', '?')}, "
+        f"scikit-learn {info.tags.get('pkg.scikit-learn', '?')}",
+        f"- data snapshot `{trained.snapshot.digest[:12]}` ({trained.snapshot.rows} rows), "
+        f"training window {trained.window} ({trained.train_rows} rows)",
+        f"- holdout accuracy **{evaluation.accuracy:.1%}** on {evaluation.rows} recent rows",
+        f"- artifact sha256 `{info.artifact_sha256[:16]}`, golden digest "
+        f"`{info.golden_digest[:16]}`",
+        f"- aliases: {', '.join(info.aliases) or 'none'}",
+        "",
+        "| intent | accuracy | support |",
+        "|---|---:|---:|",
+    ]
+    for label in evaluation.labels:
+        accuracy = evaluation.per_class_accuracy[label]
+        shown = "n/a" if accuracy != accuracy else f"{accuracy:.1%}"  # NaN: no holdout rows
+        lines.append(f"| {label} | {shown} | {evaluation.per_class_support[label]} |")
+    return "\n".join(lines) + "\n"
 
 
 # --- rollout-controller ------------------------------------------------------------------

@@ -25,7 +25,7 @@ from scipy import stats
 from sqlalchemy import Engine, insert
 
 from core.analysis import ArmFigures, StageFigures
-from core.controller import CanaryPolicy, Verdict, decide
+from core.canary import CanaryPolicy, Verdict, decide
 from core.db import Feedback, Traffic
 from core.ledger import RolloutRecord
 

@@ -127,29 +127,3 @@ def register_trained(
         artifacts=evaluation_artifacts(trained),
         description=f"trained on {trained.window}, holdout accuracy {evaluation.accuracy:.1%}",
     )
-
-
-def training_report_markdown(info: RegisteredVersion, trained: TrainedModel) -> str:
-    """A markdown summary of a training run (Prefect artifact, demo output)."""
-    evaluation = trained.evaluation
-    lines = [
-        f"# {info.name} v{info.version}",
-        "",
-        f"- image `{info.image_version}`, code `{info.tags.get('code_version', '?')}`, "
-        f"python {info.tags.get('python_version', '?')}, "
-        f"scikit-learn {info.tags.get('pkg.scikit-learn', '?')}",
-        f"- data snapshot `{trained.snapshot.digest[:12]}` ({trained.snapshot.rows} rows), "
-        f"training window {trained.window} ({trained.train_rows} rows)",
-        f"- holdout accuracy **{evaluation.accuracy:.1%}** on {evaluation.rows} recent rows",
-        f"- artifact sha256 `{info.artifact_sha256[:16]}`, golden digest "
-        f"`{info.golden_digest[:16]}`",
-        f"- aliases: {', '.join(info.aliases) or 'none'}",
-        "",
-        "| intent | accuracy | support |",
-        "|---|---:|---:|",
-    ]
-    for label in evaluation.labels:
-        accuracy = evaluation.per_class_accuracy[label]
-        shown = "n/a" if accuracy != accuracy else f"{accuracy:.1%}"  # NaN: no holdout rows
-        lines.append(f"| {label} | {shown} | {evaluation.per_class_support[label]} |")
-    return "\n".join(lines) + "\n"

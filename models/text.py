@@ -89,7 +89,7 @@ class TextNormalizer(TransformerMixin, BaseEstimator):
         self.replace_numbers = replace_numbers
         self.squeeze_repeats = squeeze_repeats
 
-    def fit(self, texts: Any, y: Any = None) -> TextNormalizer:
+    def fit(self, texts: Any, y: Any = None) -> TextNormalizer:  # noqa: ARG002 (scikit-learn API)
         """Nothing to learn; present for the scikit-learn API."""
         return self
 

@@ -16,9 +16,9 @@ from prefect.cache_policies import NO_CACHE
 
 from config import Settings
 from core.registry import ModelVersionInfo
+from core.reporting import training_report_markdown
 from models import ModelFamily, pipeline
 from models.evaluation import Evaluation
-from models.registration import training_report_markdown
 from models.training import TrainingSplit
 from tasks.policies import IO_TASK
 
@@ -66,9 +66,3 @@ def publish_training_report(info: ModelVersionInfo, trained: pipeline.TrainedMod
         f"{trained.evaluation.accuracy:.1%}",
     )
     return markdown
-
-
-@task(name="report-publish-markdown", cache_policy=NO_CACHE)
-def publish_markdown(key: str, markdown: str, description: str) -> None:
-    """Leave a markdown report as a Prefect artifact under `key`."""
-    create_markdown_artifact(markdown=markdown, key=key, description=description)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-import create_data
 from cli import term
 from config import load_settings
 from core.db import make_engine, upgrade
+from core.synthetic import create_source_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def test_build_namespace_includes_added_preloaders(
 
 def test_status_shows_revision_release_and_source_rows(ctx: term.TermContext) -> None:
     upgrade(ctx.engine)
-    create_data.create_source_table(ctx.settings.source_database_url, rows=50, seed=1)
+    create_source_table(ctx.settings.source_database_url, rows=50, seed=1)
 
     term.build_namespace(ctx)["status"]()
     output = ctx.console.export_text()

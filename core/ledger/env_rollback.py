@@ -179,7 +179,7 @@ def plan_env_rollback(
     )
     if refusals and not force:
         raise ConflictError("rollback refused: " + "; ".join(refusals) + " (--force to override)")
-    why = reason + (f" [FORCED past: {'; '.join(refusals)}]" if refusals else "")
+    why = reason + (f" (forced past: {'; '.join(refusals)})" if refusals else "")
     return EnvRollbackPlan(
         env=current.env,
         current=current,
@@ -258,7 +258,7 @@ def apply_env_rollback(
         return release, _end_affected_rollouts(session, plan, release, utcnow())
 
 
-def rollback_env(
+def rollback_env(  # noqa: PLR0913 (keyword-only: each names a fact the ledger records)
     engine: Engine,
     env: str,
     *,

@@ -92,7 +92,7 @@ def _current_row(session: Session, env: str) -> Release | None:
     ).first()
 
 
-def record_release_in(
+def record_release_in(  # noqa: PLR0913 (keyword-only: each names a fact the ledger records)
     session: Session,
     *,
     env: str,

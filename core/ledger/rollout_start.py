@@ -123,7 +123,7 @@ def _insert_rollout(
     return row
 
 
-def start_rollout(
+def start_rollout(  # noqa: PLR0913 (keyword-only: each names a fact the ledger records)
     engine: Engine,
     *,
     env: str,

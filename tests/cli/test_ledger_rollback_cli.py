@@ -15,13 +15,13 @@ from sqlalchemy import Engine
 from config import get_settings, load_settings
 from core.ledger import current_release, get_rollout, releases_history
 from core.registry import ModelRegistry
-from tests.factories import make_release, train_and_register
-from tests.ledger_helpers import (
+from tests.custom_class_models import (
     CUSTOM_MODEL,
     image_code_fixture,  # noqa: F401 (the image_code fixture)
     register_with_custom_class,
     remove_class,
 )
+from tests.factories import make_release, train_and_register
 
 SmlRunner = Callable[..., Any]
 
@@ -86,7 +86,7 @@ def test_rollback_to_unloadable_version_is_refused_then_forced(
     assert "recorded as forced" in forced.out
     release = current_release(ledger_db, "dev")
     assert release.model_versions == {CUSTOM_MODEL: v1}
-    assert "[FORCED past: custom-intent v1 is broken under image img-2" in release.reason
+    assert "(forced past: custom-intent v1 is broken under image img-2" in release.reason
     assert release.forced is True
     assert release.actor == "tester"
     assert registry.aliases(CUSTOM_MODEL)["champion"] == v1

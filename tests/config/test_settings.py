@@ -39,7 +39,7 @@ def test_load_settings_env_wins_over_env_file(
 
     assert settings.ROUTER_PORT == 9002
     assert settings.MLFLOW_EXPERIMENT == "from-file"
-    sources = value_sources(settings)
+    sources = value_sources()
     assert (sources["ROUTER_PORT"], sources["MLFLOW_EXPERIMENT"]) == ("env", ".env")
     assert sources["CANARY_ALPHA"] == "default"
 
@@ -55,7 +55,7 @@ def test_load_settings_empty_value_means_default(monkeypatch: pytest.MonkeyPatch
     assert settings.SUPABASE_KEY is None
     assert settings.ROUTER_PORT == 8080
     assert not settings.uses_supabase
-    assert value_sources(settings)["ROUTER_PORT"] == "default"
+    assert value_sources()["ROUTER_PORT"] == "default"
 
 
 def test_load_settings_parses_lists(monkeypatch: pytest.MonkeyPatch) -> None:

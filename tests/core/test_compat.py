@@ -29,8 +29,8 @@ from core.compat import (
 from core.registry import ModelRegistry, ModelVersionInfo
 from models import INTENT_CLASSIFIER
 from models.intent_classifier import GOLDEN_INPUTS
+from tests.custom_class_models import CLEANER_SOURCE
 from tests.factories import make_registry, train_and_register, training_frame
-from tests.ledger_helpers import CLEANER_SOURCE
 
 NORMALIZER_V1 = CLEANER_SOURCE  # a lower-casing QueryCleaner, as image code
 # The next image "improves" the cleaner: it now drops every word of 4 letters or fewer.

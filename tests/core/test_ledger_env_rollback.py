@@ -94,7 +94,7 @@ def test_plan_refuses_a_broken_version_unless_forced_and_then_is_forced() -> Non
     assert plan.refusals == ("clf v2 is broken under image img-9: unpickle failed",)
     assert plan.image_version == "img-9"
     assert plan.release_reason.endswith(
-        "r [FORCED past: clf v2 is broken under image img-9: unpickle failed]"
+        "r (forced past: clf v2 is broken under image img-9: unpickle failed)"
     )
 
 
@@ -108,7 +108,7 @@ def test_plan_with_force_but_nothing_broken_is_not_forced() -> None:
         reason="r",
     )
     assert plan.forced is False
-    assert "FORCED" not in plan.release_reason
+    assert "forced" not in plan.release_reason
 
 
 def test_plan_refuses_when_nothing_would_change() -> None:

@@ -379,7 +379,8 @@ def test_rollback_env_refuses_broken_target_with_reason_unless_forced(engine: En
 
     forced = rollback_env(engine, "prd", actor="oncall", reason="r", verdict_fn=verdict, force=True)
     assert forced.model_versions["clf"] == "2"
-    assert "[FORCED past: clf v2 is broken under image img-1" in (forced.reason or "")
+    assert forced.forced is True
+    assert "(forced past: clf v2 is broken under image img-1" in (forced.reason or "")
 
 
 def test_rollback_env_refuses_when_nothing_to_roll_back(engine: Engine) -> None:

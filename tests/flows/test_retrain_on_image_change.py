@@ -18,7 +18,7 @@ def lifecycle_env(db_url: str, monkeypatch: pytest.MonkeyPatch):
     """A migrated state database (SQLite, then the real Postgres) and a filled source
     table for the isolated settings."""
     from core.db import make_engine, upgrade
-    from create_data import create_source_table
+    from core.synthetic import create_source_table
 
     monkeypatch.setenv("DATABASE_URL", db_url)
     get_settings.cache_clear()

@@ -13,13 +13,13 @@ from config import get_settings, load_settings
 from core.ledger import current_release, record_release, releases_history
 from core.registry import ModelRegistry
 from flows.rollback import RollbackRequest, rollback
-from tests.factories import train_and_register
-from tests.ledger_helpers import (
+from tests.custom_class_models import (
     CUSTOM_MODEL,
     image_code_fixture,  # noqa: F401 (the image_code fixture)
     register_with_custom_class,
     remove_class,
 )
+from tests.factories import train_and_register
 
 
 def test_rollback_request_is_typed() -> None:
@@ -71,7 +71,8 @@ def test_rollback_flow_refuses_unloadable_target_then_forced(
 
     release = rollback(request.model_copy(update={"force": True}))
     assert release.model_versions == {CUSTOM_MODEL: v1.version}
-    assert "[FORCED past:" in (release.reason or "")
+    assert release.forced is True
+    assert "(forced past:" in (release.reason or "")
     assert current_release(state_db, "dev") == release
     assert registry.aliases(CUSTOM_MODEL)["champion"] == v1.version
     assert (

@@ -1,4 +1,7 @@
-"""Helpers for ledger tests that need real registered versions judged by real core.compat.
+"""Models pickled from a custom class in an "image code" folder, which a test can remove.
+
+Ledger, CLI and compat tests use them to get real registered versions that real core.compat
+judges `broken` under a "new image" (the class gone), without tampering with any file.
 
 `image_code` (import `image_code_fixture` into a test module to use it) puts a folder of
 "image code" on sys.path and PYTHONPATH (the compat probe subprocess inherits PYTHONPATH),
