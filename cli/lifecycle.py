@@ -72,9 +72,9 @@ def start_warm_up(settings: Settings) -> list[threading.Thread]:
         SubprocessASGIServer().start(timeout=120)
 
     def mlflow_store() -> None:
-        from core.registry import ModelRegistry
+        from cli.resources import open_registry
 
-        ModelRegistry.from_settings(settings).client.search_experiments()
+        open_registry(settings).client.search_experiments()
 
     threads = [
         threading.Thread(target=prefect_server, name="warm-prefect", daemon=True),
@@ -287,9 +287,9 @@ class Lifecycle:
 
     def step_summary(self, settings: Settings, console: Console) -> None:
         """Releases, rollouts with their events, aliases; PNG plots of each stage."""
+        from cli.resources import open_registry
         from core import ledger
         from core.plots import stage_plot
-        from core.registry import ModelRegistry
 
         self.close()
         engine = _engine(settings)
@@ -321,7 +321,7 @@ class Lifecycle:
                         Path(out_dir) / f"rollout-{rollout.id}-stages.png",
                     )
                     console.print(f"  stage figures plotted: {path}")
-            aliases = ModelRegistry.from_settings(settings).aliases(MODEL)
+            aliases = open_registry(settings).aliases(MODEL)
             console.print(f"MLflow aliases of {MODEL}: {aliases}")
             console.print(f"reports (PNG, markdown): {out_dir}")
         finally:
