@@ -28,6 +28,7 @@ from core.shadow import (
     resolve_subjects,
     sample_requests,
 )
+from tests.factories import make_release
 
 THRESHOLDS = ShadowThresholds(
     min_agreement=0.8, max_error_rate=0.01, max_p95_ms=200, max_accuracy_drop=0.02
@@ -223,21 +224,16 @@ class CandidateAlias:
         return type("Info", (), {"version": self.version})()
 
 
-def _release_v1(engine: Engine) -> None:
-    ledger.record_release(
+def test_resolve_subjects_candidate_from_the_alias_without_a_rollout(engine: Engine) -> None:
+    make_release(
         engine,
         env="dev",
+        models={"intent-classifier": "1"},
+        digests={"intent-classifier": None},
         code_version="1",
         image_version="img",
-        model_versions={"intent-classifier": "1"},
-        artifact_digests={"intent-classifier": None},
         reason="v1",
-        actor="test",
     )
-
-
-def test_resolve_subjects_candidate_from_the_alias_without_a_rollout(engine: Engine) -> None:
-    _release_v1(engine)
 
     subjects = resolve_subjects(
         engine, CandidateAlias("2"), env="dev", model_name="intent-classifier",
@@ -262,7 +258,15 @@ def test_resolve_subjects_candidate_from_the_alias_without_a_rollout(engine: Eng
 
 
 def test_resolve_subjects_candidate_from_the_active_rollout_first(engine: Engine) -> None:
-    _release_v1(engine)
+    make_release(
+        engine,
+        env="dev",
+        models={"intent-classifier": "1"},
+        digests={"intent-classifier": None},
+        code_version="1",
+        image_version="img",
+        reason="v1",
+    )
     rollout = ledger.start_rollout(
         engine, env="dev", model_name="intent-classifier", candidate_version="3",
         stages=[1, 100], mode="shadow", actor="test", reason="shadow first",

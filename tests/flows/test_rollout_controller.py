@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +17,9 @@ from sqlalchemy import Engine
 from config import get_settings
 from core import ledger
 from core.controller import TickOutcome
-from core.db import make_engine, upgrade
 from core.simulation import Arm, write_simulated_traffic
 from flows.rollout_controller import rollout_controller
+from tests.factories import make_release
 
 MODEL = "intent-classifier"
 GOOD = Arm(error_rate=0.0, negative_feedback_rate=0.0, latency_median_ms=15.0)
@@ -42,8 +41,9 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def state_db(monkeypatch: pytest.MonkeyPatch, registered: Path) -> Iterator[Engine]:
-    """The flow's state database and registry, short stages (no bake, 50 samples per arm)."""
+def state_db(state_db: Engine, monkeypatch: pytest.MonkeyPatch, registered: Path) -> Engine:
+    """The flows' state database (tests/flows/conftest.py) with v1 released in dev, the
+    module's registry, and short stages (no bake, 50 samples per arm)."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{registered}/mlflow.db")
     monkeypatch.setenv("MLFLOW_ARTIFACT_LOCATION", str(registered / "mlartifacts"))
     monkeypatch.setenv("MODEL_CACHE_DIR", str(registered / "model-cache"))
@@ -51,20 +51,11 @@ def state_db(monkeypatch: pytest.MonkeyPatch, registered: Path) -> Iterator[Engi
     monkeypatch.setenv("CANARY_BAKE_SECONDS", "0")
     monkeypatch.setenv("CANARY_MIN_SAMPLES", "50")
     get_settings.cache_clear()
-    engine = make_engine(get_settings().database_url)
-    upgrade(engine)
-    ledger.record_release(
-        engine,
-        env="dev",
-        code_version="1",
-        image_version="local",
-        model_versions={MODEL: "1"},
-        artifact_digests={MODEL: None},
-        reason="v1",
-        actor="test",
-    )
-    yield engine
-    engine.dispose()
+    make_release(
+        state_db, env="dev", models={MODEL: "1"}, digests={MODEL: None}, code_version="1",
+        image_version="local", reason="v1",
+    )  # fmt: skip
+    return state_db
 
 
 def _rollout_with_traffic(engine: Engine, candidate: Arm) -> int:

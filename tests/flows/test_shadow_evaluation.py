@@ -19,7 +19,7 @@ from core import ledger
 from core.db import Feedback, Traffic, utcnow
 from core.registry import ModelRegistry
 from flows.shadow_evaluation import shadow_evaluation
-from tests.factories import faulty_config, train_and_register, training_frame
+from tests.factories import faulty_config, make_release, train_and_register, training_frame
 
 MODEL = "intent-classifier"
 
@@ -52,26 +52,21 @@ def _log_traffic(engine: Engine, champion: str, rows: int = 400) -> None:
         conn.execute(insert(Feedback), feedback)
 
 
-def _release(engine: Engine, version: str) -> None:
-    ledger.record_release(
-        engine,
-        env="dev",
-        code_version="1",
-        image_version="local",
-        model_versions={MODEL: version},
-        artifact_digests={MODEL: None},
-        reason="champion",
-        actor="test",
-    )
-
-
 def test_shadow_evaluation_good_candidate_passes_and_starts_canary(
     state_db: Engine, registry: ModelRegistry
 ) -> None:
     champion = train_and_register(registry, alias="champion").version
     # a retrain of the same data and config (what an image bump usually produces)
     candidate = train_and_register(registry, alias="candidate").version
-    _release(state_db, champion)
+    make_release(
+        state_db,
+        env="dev",
+        models={MODEL: champion},
+        digests={MODEL: None},
+        code_version="1",
+        image_version="local",
+        reason="champion",
+    )
     _log_traffic(state_db, champion)
 
     report = shadow_evaluation(model_name=MODEL, batch_size=64, latency_sample=30)
@@ -113,7 +108,15 @@ def test_shadow_evaluation_faulty_candidate_fails_and_rolls_back_shadow_rollout(
 
     champion = train_and_register(registry, alias="champion").version
     faulty = train_and_register(registry, config=faulty_config(0.3)).version
-    _release(state_db, champion)
+    make_release(
+        state_db,
+        env="dev",
+        models={MODEL: champion},
+        digests={MODEL: None},
+        code_version="1",
+        image_version="local",
+        reason="champion",
+    )
     _log_traffic(state_db, champion)
     rollout = ledger.start_rollout(
         state_db,
