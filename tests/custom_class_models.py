@@ -53,9 +53,13 @@ def image_code_fixture(
 
 
 def register_with_custom_class(
-    registry: ModelRegistry, folder: Path, module: str
+    registry: ModelRegistry, folder: Path, module: str, source: str = CLEANER_SOURCE
 ) -> ModelVersionInfo:
-    """Register a `custom-intent` version whose pipeline pickles `module.QueryCleaner`."""
+    """Register a `custom-intent` version whose pipeline pickles `module.QueryCleaner`.
+
+    `source` is the image code written to `folder/module.py` first (a changed cleaner
+    stands in for an image whose code changed).
+    """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import Pipeline
     from sklearn.svm import LinearSVC
@@ -63,7 +67,7 @@ def register_with_custom_class(
     from models.intent_classifier import GOLDEN_INPUTS
     from tests.factories import training_frame
 
-    (folder / f"{module}.py").write_text(textwrap.dedent(CLEANER_SOURCE))
+    (folder / f"{module}.py").write_text(textwrap.dedent(source))
     importlib.invalidate_caches()
     cleaner = importlib.import_module(module).QueryCleaner
     frame = training_frame()

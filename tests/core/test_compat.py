@@ -9,15 +9,8 @@ is judged there.
 from __future__ import annotations
 
 import importlib
-import sys
 import textwrap
-import uuid
 from pathlib import Path
-
-import pytest
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import Pipeline
-from sklearn.svm import LinearSVC
 
 from core.compat import (
     EnvironmentFingerprint,
@@ -26,11 +19,14 @@ from core.compat import (
     probe_artifact,
     record_verdict,
 )
-from core.registry import ModelRegistry, ModelVersionInfo
 from models import INTENT_CLASSIFIER
 from models.intent_classifier import GOLDEN_INPUTS
-from tests.custom_class_models import CLEANER_SOURCE
-from tests.factories import make_registry, train_and_register, training_frame
+from tests.custom_class_models import (
+    CLEANER_SOURCE,
+    image_code_fixture,  # noqa: F401 (the image_code fixture)
+    register_with_custom_class,
+)
+from tests.factories import make_registry, train_and_register
 
 NORMALIZER_V1 = CLEANER_SOURCE  # a lower-casing QueryCleaner, as image code
 # The next image "improves" the cleaner: it now drops every word of 4 letters or fewer.
@@ -56,38 +52,6 @@ class Sleepy:
 """
 
 
-@pytest.fixture
-def image_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
-    """A folder on sys.path and PYTHONPATH holding 'image code', and a fresh module name."""
-    folder = tmp_path / "image_code"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setenv("PYTHONPATH", str(folder))
-    module = f"sml_cleaner_{uuid.uuid4().hex[:8]}"
-    yield folder, module
-    sys.modules.pop(module, None)
-
-
-def _register_custom(
-    registry: ModelRegistry, folder: Path, module: str, source: str = NORMALIZER_V1
-) -> ModelVersionInfo:
-    (folder / f"{module}.py").write_text(textwrap.dedent(source))
-    importlib.invalidate_caches()
-    cleaner = importlib.import_module(module).QueryCleaner
-    frame = training_frame()
-    pipeline = Pipeline(
-        [("clean", cleaner()), ("tfidf", TfidfVectorizer()), ("clf", LinearSVC())]
-    ).fit(frame["text"].tolist(), frame["intent"].tolist())
-    return registry.register(
-        "custom-intent",
-        pipeline,
-        tags={"image_version": "img-1"},
-        params={},
-        metrics={},
-        golden_inputs=list(GOLDEN_INPUTS),
-    )
-
-
 def test_check_version_same_environment_is_identical(tmp_path: Path) -> None:
     registry = make_registry(tmp_path, image_version="img-1")
     info = train_and_register(registry)
@@ -111,7 +75,7 @@ def test_check_version_class_no_longer_exists_is_broken(
 ) -> None:
     folder, module = image_code
     registry = make_registry(tmp_path, image_version="img-1")
-    info = _register_custom(registry, folder, module)
+    info = register_with_custom_class(registry, folder, module)
     (folder / f"{module}.py").write_text(textwrap.dedent(NORMALIZER_RENAMED))
     report = check_version(registry, info.name, info.version, image_version="img-2")
     assert report.verdict == "broken"
@@ -125,7 +89,7 @@ def test_check_version_module_removed_is_broken(
 ) -> None:
     folder, module = image_code
     registry = make_registry(tmp_path, image_version="img-1")
-    info = _register_custom(registry, folder, module)
+    info = register_with_custom_class(registry, folder, module)
     (folder / f"{module}.py").unlink()
     report = check_version(registry, info.name, info.version, image_version="img-2")
     assert report.verdict == "broken"
@@ -137,7 +101,7 @@ def test_check_version_changed_code_is_drifted(
 ) -> None:
     folder, module = image_code
     registry = make_registry(tmp_path, image_version="img-1")
-    info = _register_custom(registry, folder, module)
+    info = register_with_custom_class(registry, folder, module)
     (folder / f"{module}.py").write_text(textwrap.dedent(NORMALIZER_CHANGED))
     report = check_version(registry, info.name, info.version, image_version="img-2")
     assert report.verdict == "drifted"
