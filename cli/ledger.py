@@ -172,10 +172,11 @@ def register(app: typer.Typer) -> None:
 def first_release_from_registry(
     engine: Engine, registry: ModelRegistry, settings: Settings
 ) -> ReleaseRecord | None:
-    """Record the env's first release from the registry's `champion` aliases, if none yet.
+    """Record the env's first release from the registry's `<env>-champion` aliases, if none yet.
 
     Returns the current release (existing or new), or None when no model has a champion.
     """
+    from core.aliases import env_alias
     from core.ledger import record_release
 
     env = settings.ENVIRONMENT
@@ -185,7 +186,7 @@ def first_release_from_registry(
     versions: dict[str, str] = {}
     digests: dict[str, str | None] = {}
     for name in settings.MODELS:
-        champion = registry.version_by_alias(name, "champion")
+        champion = registry.version_by_alias(name, env_alias(env, "champion"))
         if champion is not None:
             versions[name] = champion.version
             digests[name] = champion.artifact_sha256 or None

@@ -2,7 +2,7 @@
 
     sml registry                         # every model of Settings.MODELS, every version
     sml registry --model intent-classifier --image 2026.11.2
-    sml registry show intent-classifier champion
+    sml registry show intent-classifier prd-champion   # default: <ENVIRONMENT>-champion
     sml registry check intent-classifier 3    # judge under the running image, record it
 
 Tables are built by `versions_table`, reused by the demo step and `sml term`.
@@ -18,6 +18,7 @@ from rich.table import Table
 
 from cli.resources import open_registry
 from config import Settings, load_settings
+from core.aliases import env_alias
 
 if TYPE_CHECKING:
     from core.compat import CompatReport
@@ -93,7 +94,7 @@ def versions_table(
             table.add_row(name, "-", "[dim]no versions[/dim]", *[""] * 8)
             continue
         for info in reversed(versions):
-            aliases = ", ".join(f"[bold]{a}[/bold]" for a in info.aliases)
+            aliases = ", ".join(f"[bold]{a}[/bold]" for a in sorted(info.aliases))
             accuracy = info.tags.get("holdout_accuracy")
             table.add_row(
                 name,
@@ -132,6 +133,11 @@ def describe_report(report: CompatReport) -> str:
     )
 
 
+def _champion(settings: Settings) -> str:
+    """The alias a command means when none is named: this environment's champion."""
+    return env_alias(settings.ENVIRONMENT, "champion")
+
+
 @registry_app.callback()
 def list_versions(
     ctx: typer.Context,
@@ -154,17 +160,24 @@ def list_versions(
 @registry_app.command("show")
 def show_version(
     model: Annotated[str, typer.Argument(help="model name")],
-    ref: Annotated[str, typer.Argument(help="version number or alias")] = "champion",
+    ref: Annotated[
+        str | None,
+        typer.Argument(help="version number or alias (default: <ENVIRONMENT>-champion)"),
+    ] = None,
 ) -> None:
-    """Every tag of one version (by number or alias)."""
-    registry = open_registry(load_settings())
-    console.print(tags_table(registry.resolve(model, ref)))
+    """Every tag of one version (by number or alias, like `prd-champion`)."""
+    settings = load_settings()
+    registry = open_registry(settings)
+    console.print(tags_table(registry.resolve(model, ref or _champion(settings))))
 
 
 @registry_app.command("check")
 def check_version(
     model: Annotated[str, typer.Argument(help="model name")],
-    ref: Annotated[str, typer.Argument(help="version number or alias")] = "champion",
+    ref: Annotated[
+        str | None,
+        typer.Argument(help="version number or alias (default: <ENVIRONMENT>-champion)"),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="seconds allowed to load the pickle")] = 120.0,
 ) -> None:
     """Judge a version under the running image (loads it in a subprocess) and record it."""
@@ -173,7 +186,7 @@ def check_version(
 
     settings = load_settings()
     registry = open_registry(settings)
-    info = registry.resolve(model, ref)
+    info = registry.resolve(model, ref or _champion(settings))
     report = judge(registry, model, info.version, timeout_s=timeout)
     record_verdict(registry, report)
     console.print(describe_report(report), highlight=False)
@@ -191,10 +204,10 @@ def step_registry_state(settings: Settings, console: Console) -> None:
     registry = open_registry(settings)
     console.print(versions_table(registry, list(settings.MODELS), settings.IMAGE_VERSION))
     for name in settings.MODELS:
-        champion = registry.version_by_alias(name, "champion")
+        champion = registry.version_by_alias(name, _champion(settings))
         if champion is not None:
             console.print(
-                f"{name} champion v{champion.version}: image {champion.image_version}, "
+                f"{name} {_champion(settings)} v{champion.version}: image {champion.image_version}, "
                 f"snapshot {champion.tags.get('data_snapshot_hash', '')[:12]}, "
                 f"artifact sha256 {champion.artifact_sha256[:12]}, "
                 f"golden digest {champion.golden_digest[:12]}"

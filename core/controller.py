@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from core import ledger
+from core.aliases import env_alias
 from core.approval import (
     APPROVAL_ANSWERED,
     APPROVAL_REQUESTED,
@@ -155,9 +156,11 @@ def finish_promotions(
     """Move MLflow aliases of recent promotions that a crash left behind; idempotent.
 
     The ledger commits a promotion first and moves the aliases after; a controller killed
-    in between leaves `champion` on the old version. For each rollout promoted within
-    `within` whose candidate still runs in its env (no later rollback), set `champion` ->
-    candidate and `previous` -> old champion if they are not so already. Returns the ids
+    in between leaves `<env>-champion` on the old version. For each rollout promoted within
+    `within` whose candidate still runs in its env (no later rollback), set that env's
+    `champion` -> candidate and `previous` -> old champion if they are not so already.
+    Only the rollout's own env's aliases are compared and moved (`core.aliases.env_alias`),
+    so two environments on one registry never flip each other's champion. Returns the ids
     of the rollouts repaired.
     """
     cutoff = utcnow() - within
@@ -170,14 +173,18 @@ def finish_promotions(
             rollout.candidate_version
         ):
             continue
-        champion = registry.version_by_alias(rollout.model_name, "champion")
+        champion_alias = env_alias(rollout.env, "champion")
+        champion = registry.version_by_alias(rollout.model_name, champion_alias)
         if champion is not None and champion.version == rollout.candidate_version:
             continue
-        registry.set_alias(rollout.model_name, "champion", rollout.candidate_version)
-        registry.set_alias(rollout.model_name, "previous", rollout.champion_version)
+        registry.set_alias(rollout.model_name, champion_alias, rollout.candidate_version)
+        registry.set_alias(
+            rollout.model_name, env_alias(rollout.env, "previous"), rollout.champion_version
+        )
         log.warning(
-            "rollout #%s: champion alias moved to v%s after an interrupted promotion",
+            "rollout #%s: %s alias moved to v%s after an interrupted promotion",
             rollout.id,
+            champion_alias,
             rollout.candidate_version,
         )
         repaired.append(rollout.id)

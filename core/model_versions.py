@@ -2,7 +2,8 @@
 
 A thin layer over `MlflowClient` that answers with plain data (`ModelVersionInfo`) and
 turns MLflow's "does not exist" into `NotFoundError` (or None / {} where absence is an
-answer). Aliases `champion`, `candidate`, `previous` are MLflow 3 aliases, never stages.
+answer). Aliases are per environment (`prd-champion`, `stg-candidate`, `dev-previous`:
+`core.aliases.env_alias`), MLflow 3 aliases, never stages.
 `core.registry.ModelRegistry` builds on this with registering and verified loading.
 
 `import mlflow` costs ~11 s here, so it is imported lazily, inside the methods that use it.
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
+from config.settings import Environment
+from core.aliases import ALIAS_ROLES, env_alias
 from core.errors import NotFoundError
 from core.lineage import TAG_IMAGE, ModelVersionInfo
 
@@ -21,7 +24,10 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-ALIASES: tuple[str, ...] = ("champion", "candidate", "previous")
+ALIASES: tuple[str, ...] = tuple(
+    env_alias(env, role) for env in get_args(Environment) for role in ALIAS_ROLES
+)
+"""Every alias the project sets: `<env>-<role>` for each environment and role."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TAG_VALUE_SAFE = re.compile(r"^[^'\"\\\n]{1,250}$")
@@ -147,14 +153,20 @@ class ModelVersions:
         return ModelVersionInfo.from_mlflow(mv)
 
     def resolve(self, name: str, ref: str) -> ModelVersionInfo:
-        """A version by number (`"3"`) or alias (`"champion"`, `"@champion"`).
+        """A version by number (`"3"`) or alias (`"prd-champion"`, `"@prd-champion"`).
 
         Raises:
-            NotFoundError: no such version, or the alias is not set.
+            NotFoundError: no such version, the alias is not set, or a bare role
+                (`champion`) that names no environment.
         """
         ref = ref.removeprefix("@")
         if ref.isdigit():
             return self.get_version(name, ref)
+        if ref in ALIAS_ROLES:
+            raise NotFoundError(
+                f"alias {ref!r} names no environment: use {env_alias('prd', ref)!r} "
+                f"(or dev-/stg-{ref})"
+            )
         found = self.version_by_alias(name, ref)
         if found is None:
             raise NotFoundError(f"model {name!r} has no alias {ref!r}")

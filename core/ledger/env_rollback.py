@@ -281,7 +281,7 @@ def rollback_env(  # noqa: PLR0913 (keyword-only: each names a fact the ledger r
     `verdict_fn(name, version)` (core.compat under the running image) first: a `broken`
     verdict refuses the rollback with its reason unless `force`; a forced release is marked
     `forced` and says what it went past in its reason and events. With `registry`, after
-    the commit the `champion` alias moves back and each rolled-back version is tagged.
+    the commit `<env>-champion` moves back and each rolled-back version is tagged.
 
     Raises:
         NotFoundError: unknown env, unknown tag, nothing released yet, or no earlier release.

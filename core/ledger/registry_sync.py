@@ -2,13 +2,16 @@
 
 The state database is the source of truth routers read; the registry is told afterwards.
 A crash in between leaves the registry behind, never ahead (the controller's
-`finish_promotions` repairs aliases of a promotion the crash interrupted).
+`finish_promotions` repairs aliases of a promotion the crash interrupted). Every alias is
+the env's own (`core.aliases.env_alias`: `prd-champion`, `stg-candidate`, ...): a change
+in one environment never moves another's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.aliases import env_alias
 from core.db import utcnow
 from core.ledger.records import AliasRegistry, RolloutRecord
 
@@ -24,14 +27,15 @@ def tag_rolled_back(
 
 
 def follow_promotion(registry: AliasRegistry, promoted: RolloutRecord) -> None:
-    """`champion` -> the candidate, `previous` -> the old champion, `candidate` removed
-    if it still points at the promoted version (a newer candidate keeps its alias)."""
-    name, candidate = promoted.model_name, promoted.candidate_version
-    registry.set_alias(name, "champion", candidate)
-    registry.set_alias(name, "previous", promoted.champion_version)
-    still_candidate = registry.version_by_alias(name, "candidate")
+    """In the rollout's env: `<env>-champion` -> the candidate, `<env>-previous` -> the old
+    champion, `<env>-candidate` removed if it still points at the promoted version (a newer
+    candidate keeps its alias). Other environments' aliases are not touched."""
+    name, candidate, env = promoted.model_name, promoted.candidate_version, promoted.env
+    registry.set_alias(name, env_alias(env, "champion"), candidate)
+    registry.set_alias(name, env_alias(env, "previous"), promoted.champion_version)
+    still_candidate = registry.version_by_alias(name, env_alias(env, "candidate"))
     if still_candidate is not None and still_candidate.version == candidate:
-        registry.delete_alias(name, "candidate")
+        registry.delete_alias(name, env_alias(env, "candidate"))
 
 
 def follow_env_rollback(
@@ -44,7 +48,7 @@ def follow_env_rollback(
     actor: str,
     reason: str,
 ) -> None:
-    """After an env rollback: `champion` back on each restored version, and every version
+    """After an env rollback: `<env>-champion` back on each restored version, and every version
     taken out of service tagged with why (the replaced champions and the candidates of
     the rollouts it ended).
 
@@ -53,7 +57,7 @@ def follow_env_rollback(
         replaced: model -> the version it replaces (models new to the env are absent).
     """
     for name, version in sorted(restored.items()):
-        registry.set_alias(name, "champion", version)
+        registry.set_alias(name, env_alias(env, "champion"), version)
         old = replaced.get(name)
         if old is not None:
             tag_rolled_back(registry, name, old, env=env, actor=actor, reason=reason)

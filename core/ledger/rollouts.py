@@ -327,8 +327,8 @@ def promote(
 
     The release sets the model to the candidate version (other models carry over) with the
     candidate's artifact digest from the registry when given (unknown otherwise). After the
-    commit, MLflow aliases follow: `champion` -> candidate, `previous` -> old champion, and
-    `candidate` is removed if it still points at this version.
+    commit, the env's MLflow aliases follow: `<env>-champion` -> candidate, `<env>-previous`
+    -> old champion, `<env>-candidate` removed if it still points at this version.
 
     Raises:
         NotFoundError: no such rollout.

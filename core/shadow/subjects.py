@@ -1,7 +1,7 @@
 """Shadow evaluation, what it is about and what follows: the subjects and the verdict.
 
 `resolve_subjects` finds the champion (the env's current release) and the candidate
-(given, the active rollout's, or the `candidate` alias); `act_on_report` records the
+(given, the active rollout's, or the env's `<env>-candidate` alias); `act_on_report` records the
 evaluation in the ledger and moves the rollout on its verdict.
 """
 
@@ -14,6 +14,7 @@ from typing import Literal
 from sqlalchemy import Engine
 
 from core import ledger
+from core.aliases import env_alias
 from core.errors import ConflictError, NotFoundError
 from core.ledger import AliasRegistry, RolloutRecord
 from core.shadow.statistics import ShadowReport
@@ -39,7 +40,7 @@ def resolve_subjects(
     candidate_version: str | None,
 ) -> ShadowSubjects:
     """Find the champion (current release) and candidate (given, else the active
-    rollout's, else the registry's `candidate` alias) of `model_name` in `env`.
+    rollout's, else the registry's `<env>-candidate` alias) of `model_name` in `env`.
 
     Raises:
         NotFoundError: no release holds the model in `env`, or no candidate can be found.
@@ -52,7 +53,7 @@ def resolve_subjects(
     active = [r for r in ledger.active_rollouts(engine, env) if r.model_name == model_name]
     rollout = active[0] if active else None
     if candidate_version is None:
-        candidate_version = _default_candidate(registry, model_name, rollout)
+        candidate_version = _default_candidate(registry, env, model_name, rollout)
     candidate_version = str(candidate_version)
     if candidate_version == str(champion):
         raise ConflictError(f"{model_name} v{candidate_version} is already the champion in {env}")
@@ -65,19 +66,21 @@ def resolve_subjects(
 
 
 def _default_candidate(
-    registry: AliasRegistry, model_name: str, rollout: RolloutRecord | None
+    registry: AliasRegistry, env: str, model_name: str, rollout: RolloutRecord | None
 ) -> str:
-    """The active rollout's candidate, else the version the `candidate` alias points at.
+    """The active rollout's candidate, else the version `<env>-candidate` points at.
 
     Raises:
-        NotFoundError: no rollout and no `candidate` alias.
+        NotFoundError: no rollout and no `<env>-candidate` alias.
     """
     if rollout is not None:
         return rollout.candidate_version
-    found = registry.version_by_alias(model_name, "candidate")
+    alias = env_alias(env, "candidate")
+    found = registry.version_by_alias(model_name, alias)
     if found is None:
         raise NotFoundError(
-            f"no candidate of {model_name!r}: name a version, or set the `candidate` alias"
+            f"no candidate of {model_name!r} in {env}: name a version, or set the "
+            f"`{alias}` alias"
         )
     return found.version
 

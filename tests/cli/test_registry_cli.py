@@ -14,14 +14,15 @@ NAME = "intent-classifier"
 
 @pytest.fixture
 def registered(monkeypatch: pytest.MonkeyPatch, sml) -> ModelRegistry:
-    """v1 (image img-1, champion) and v2 (image img-2, candidate) in the settings' store;
-    the CLI runs on image img-2 with wide, colourless tables."""
+    """v1 (image img-1, champion in prd and stg) and v2 (image img-2, stg's candidate) in
+    the settings' store; the CLI runs on image img-2 with wide, colourless tables."""
     monkeypatch.setattr("cli.registry.console", Console(width=300, color_system=None))
     monkeypatch.setenv("IMAGE_VERSION", "img-2")
     get_settings.cache_clear()
     registry = ModelRegistry.from_settings(get_settings())
-    train_and_register(registry, image_version="img-1", alias="champion")
-    train_and_register(registry, image_version="img-2", alias="candidate")
+    v1 = train_and_register(registry, image_version="img-1", alias="prd-champion")
+    registry.set_alias(NAME, "stg-champion", v1.version)
+    train_and_register(registry, image_version="img-2", alias="stg-candidate")
     return registry
 
 
@@ -32,14 +33,14 @@ def test_registry_lists_versions_with_aliases_and_verdicts(registered, sml) -> N
     rows = [line for line in result.out.splitlines() if NAME in line]
     assert len(rows) == 2
     v2, v1 = rows  # newest first
-    assert "candidate" in v2
+    assert "stg-candidate" in v2
     assert "native" in v2
-    assert "champion" in v1
+    assert "prd-champion, stg-champion" in v1  # each environment's aliases
     assert "img-1" in v1
 
 
 def test_registry_check_records_verdict_then_lists_it(registered, sml) -> None:
-    result = sml("registry", "check", NAME, "champion")
+    result = sml("registry", "check", NAME, "prd-champion")
     assert result.code == 0, result.err
     assert "v1 under img-2: compatible" in result.out
     assert registered.get_version(NAME, "1").compat_verdict("img-2") == "compatible"
@@ -66,8 +67,18 @@ def test_registry_show_unknown_version_is_one_line_error(registered, sml) -> Non
 def test_step_registry_state_prints_table_and_champion_lineage(registered) -> None:
     from cli.registry import step_registry_state
 
+    registered.set_alias(NAME, "dev-champion", "1")  # the settings' env is dev
     console = Console(record=True, width=300, color_system=None)
     step_registry_state(get_settings(), console)
     out = console.export_text()
     assert "model registry (running image img-2)" in out
-    assert "intent-classifier champion v1: image img-1" in out
+    assert "intent-classifier dev-champion v1: image img-1" in out
+
+
+def test_registry_show_defaults_to_this_environments_champion(registered, sml) -> None:
+    result = sml("registry", "show", NAME)  # ENVIRONMENT=dev has no champion yet
+    assert result.code == 2
+    assert "has no alias 'dev-champion'" in result.err
+    bare = sml("registry", "show", NAME, "champion")
+    assert bare.code == 2
+    assert "names no environment" in bare.err

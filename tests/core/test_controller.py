@@ -292,10 +292,10 @@ def test_finish_promotions_repairs_aliases_left_by_a_crash(
     rollout = _start(engine, policy)
     # the promotion committed in the database, but the process died before MLflow moved
     ledger.promote(engine, rollout.id, actor="test", reason="done", **VERSIONS)
-    book = AliasBook({"champion": "1"})
+    book = AliasBook({"dev-champion": "1"})
 
     assert finish_promotions(engine, book) == [rollout.id]
-    assert book.aliases == {"champion": "2", "previous": "1"}
+    assert book.aliases == {"dev-champion": "2", "dev-previous": "1"}
     assert finish_promotions(engine, book) == []  # idempotent
 
 
@@ -305,10 +305,10 @@ def test_finish_promotions_leaves_a_later_env_rollback_alone(
     rollout = _start(engine, policy)
     ledger.promote(engine, rollout.id, actor="test", reason="done", **VERSIONS)
     ledger.rollback_env(engine, "dev", actor="op", reason="bad day")
-    book = AliasBook({"champion": "1"})
+    book = AliasBook({"dev-champion": "1"})
 
     assert finish_promotions(engine, book) == []
-    assert book.aliases == {"champion": "1"}
+    assert book.aliases == {"dev-champion": "1"}
 
 
 # --- operator approval (core.approval) -----------------------------------------------------

@@ -61,12 +61,12 @@ def test_rollback_env_moves_champion_back_and_tags_what_it_took_out(engine: Engi
     book = AliasBook({("clf", v) for v in ("1", "2", "3")})
     make_release(engine, models=dict(clf="1"))
     make_release(engine, models=dict(clf="2"))
-    book.aliases[("clf", "champion")] = "2"
+    book.aliases[("clf", "prd-champion")] = "2"
     rollout_id = _start(engine, book, "3")
 
     rollback_env(engine, "prd", actor="oncall", reason="bad day", registry=book)
 
-    assert book.aliases[("clf", "champion")] == "1"
+    assert book.aliases[("clf", "prd-champion")] == "1"
     assert get_rollout(engine, rollout_id).status == "rolled_back"
     for version in ("2", "3"):  # the replaced champion and the ended rollout's candidate
         tags = book.tags[("clf", version)]
@@ -99,9 +99,9 @@ def test_start_rollout_refuses_a_version_the_registry_does_not_hold(engine: Engi
 def test_promote_moves_champion_and_previous_and_clears_its_candidate_alias(
     engine: Engine, candidate_alias: str | None
 ) -> None:
-    book = AliasBook({("clf", v) for v in ("1", "2", "3")}, {("clf", "champion"): "1"})
+    book = AliasBook({("clf", v) for v in ("1", "2", "3")}, {("clf", "prd-champion"): "1"})
     if candidate_alias is not None:
-        book.aliases[("clf", "candidate")] = candidate_alias
+        book.aliases[("clf", "prd-candidate")] = candidate_alias
     make_release(engine, models=dict(clf="1"))
     rid = _start(engine, book, "2")
 
@@ -110,11 +110,11 @@ def test_promote_moves_champion_and_previous_and_clears_its_candidate_alias(
     )
 
     assert release.artifact_digests == {"clf": "sha-clf-2"}  # read through get_version
-    assert book.aliases[("clf", "champion")] == "2"
-    assert book.aliases[("clf", "previous")] == "1"
+    assert book.aliases[("clf", "prd-champion")] == "2"
+    assert book.aliases[("clf", "prd-previous")] == "1"
     # the candidate alias goes only if it still points at the promoted version
     expected = None if candidate_alias == "2" else candidate_alias
-    assert book.aliases.get(("clf", "candidate")) == expected
+    assert book.aliases.get(("clf", "prd-candidate")) == expected
 
 
 def test_rollback_tags_the_candidate_with_why(engine: Engine) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from core.errors import NotFoundError
 from core.registry import (
+    ALIASES,
     PICKLE_FILE,
     DigestMismatchError,
     ModelRegistry,
@@ -44,7 +45,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModelRegistry
     """One tracking store with one registered version, shared by the read-only tests."""
     root = tmp_path_factory.mktemp("registry")
     registry = make_registry(root)
-    info = train_and_register(registry, alias="champion")
+    info = train_and_register(registry, alias="prd-champion")
     return root, registry, info
 
 
@@ -67,7 +68,7 @@ def test_register_version_records_every_lineage_tag(store) -> None:
     missing = [tag for tag in LINEAGE_TAGS if not info.tags.get(tag)]
     assert missing == []
     assert info.image_version == "test-image"
-    assert info.aliases == ["champion"]
+    assert info.aliases == ["prd-champion"]
     stored = _stored_pickle(registry, info)
     assert info.artifact_sha256 == hashlib.sha256(stored.read_bytes()).hexdigest()
     run = registry.client.get_run(info.run_id)
@@ -103,8 +104,9 @@ def test_get_version_unknown_raises_not_found(store) -> None:
         registry.get_version(NAME, "99")
     with pytest.raises(NotFoundError):
         registry.get_version("no-such-model", "1")
-    assert registry.version_by_alias(NAME, "candidate") is None
-    assert registry.version_by_alias("no-such-model", "champion") is None
+    assert registry.version_by_alias(NAME, "prd-candidate") is None
+    assert registry.version_by_alias(NAME, "stg-champion") is None  # another env's alias
+    assert registry.version_by_alias("no-such-model", "prd-champion") is None
 
 
 def test_load_version_predicts_and_is_cached(store) -> None:
@@ -138,19 +140,36 @@ def test_load_version_from_threads_unpickles_once(store) -> None:
 
 def test_set_alias_moves_between_versions(tmp_path: Path) -> None:
     registry = make_registry(tmp_path)
-    v1 = train_and_register(registry, alias="champion")
-    v2 = train_and_register(registry, alias="candidate")
-    registry.set_alias(NAME, "previous", v1.version)
-    registry.set_alias(NAME, "champion", v2.version)
-    registry.delete_alias(NAME, "candidate")
-    assert registry.version_by_alias(NAME, "champion").version == v2.version
-    assert registry.version_by_alias(NAME, "previous").version == v1.version
-    assert registry.version_by_alias(NAME, "candidate") is None
-    assert registry.aliases(NAME) == {"champion": v2.version, "previous": v1.version}
-    listed = {v.version: v.aliases for v in registry.list_versions(NAME)}
-    assert listed == {v1.version: ["previous"], v2.version: ["champion"]}
+    v1 = train_and_register(registry, alias="stg-champion")
+    v2 = train_and_register(registry, alias="stg-candidate")
+    registry.set_alias(NAME, "prd-champion", v1.version)  # prd still runs v1
+    registry.set_alias(NAME, "stg-previous", v1.version)
+    registry.set_alias(NAME, "stg-champion", v2.version)
+    registry.delete_alias(NAME, "stg-candidate")
+    assert registry.version_by_alias(NAME, "stg-champion").version == v2.version
+    assert registry.version_by_alias(NAME, "stg-previous").version == v1.version
+    assert registry.version_by_alias(NAME, "stg-candidate") is None
+    assert registry.version_by_alias(NAME, "prd-champion").version == v1.version
+    assert registry.aliases(NAME) == {
+        "stg-champion": v2.version,
+        "stg-previous": v1.version,
+        "prd-champion": v1.version,
+    }
+    listed = {v.version: sorted(v.aliases) for v in registry.list_versions(NAME)}
+    assert listed == {v1.version: ["prd-champion", "stg-previous"], v2.version: ["stg-champion"]}
+    assert registry.resolve(NAME, "prd-champion").version == v1.version
+    assert registry.resolve(NAME, "@stg-champion").version == v2.version
+    with pytest.raises(NotFoundError, match="names no environment"):
+        registry.resolve(NAME, "champion")
+    with pytest.raises(NotFoundError, match="no alias 'dev-champion'"):
+        registry.resolve(NAME, "dev-champion")
     with pytest.raises(NotFoundError):
-        registry.set_alias(NAME, "champion", "42")
+        registry.set_alias(NAME, "prd-champion", "42")
+
+
+def test_aliases_are_per_environment() -> None:
+    assert "prd-champion" in ALIASES and "stg-candidate" in ALIASES and "dev-previous" in ALIASES
+    assert not {"champion", "candidate", "previous"} & set(ALIASES)
 
 
 def test_list_versions_filters_by_image_version(tmp_path: Path) -> None:
@@ -194,7 +213,7 @@ def test_load_tampered_cache_heals_from_store_then_refuses_tampered_store(tmp_pa
 
 def test_faulty_version_raises_on_selected_inputs(tmp_path: Path) -> None:
     registry = make_registry(tmp_path)
-    info = train_and_register(registry, config=faulty_config(0.5), alias="candidate")
+    info = train_and_register(registry, config=faulty_config(0.5), alias="dev-candidate")
     loaded = registry.load(NAME, info.version)
     texts = [f"what is my balance {i}" for i in range(40)]
     failing = [t for t in texts if would_fail(t, 0.5)]

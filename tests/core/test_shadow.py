@@ -201,10 +201,11 @@ def test_sample_requests_recent_window_one_row_per_request_with_labels(engine: E
 
 
 class CandidateAlias:
-    """The registry's alias lookup, in memory: the `candidate` alias points at `version`."""
+    """The registry's alias lookup, in memory: the `alias` alias points at `version`."""
 
-    def __init__(self, version: str | None) -> None:
+    def __init__(self, version: str | None, alias: str = "dev-candidate") -> None:
         self.version = version
+        self.alias = alias
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         raise AssertionError("resolving subjects never moves aliases")
@@ -219,7 +220,7 @@ class CandidateAlias:
         return None
 
     def version_by_alias(self, name: str, alias: str) -> object | None:
-        if alias != "candidate" or self.version is None:
+        if alias != self.alias or self.version is None:
             return None
         return type("Info", (), {"version": self.version})()
 
@@ -245,10 +246,15 @@ def test_resolve_subjects_candidate_from_the_alias_without_a_rollout(engine: Eng
         "2",
         None,
     )
-    with pytest.raises(NotFoundError, match="set the `candidate` alias"):
+    with pytest.raises(NotFoundError, match="set the `dev-candidate` alias"):
         resolve_subjects(
             engine, CandidateAlias(None), env="dev", model_name="intent-classifier",
             candidate_version=None,
+        )  # fmt: skip
+    with pytest.raises(NotFoundError, match="in dev"):  # another env's candidate is not ours
+        resolve_subjects(
+            engine, CandidateAlias("2", alias="stg-candidate"), env="dev",
+            model_name="intent-classifier", candidate_version=None,
         )  # fmt: skip
     with pytest.raises(ConflictError, match="already the champion"):
         resolve_subjects(
