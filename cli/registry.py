@@ -203,11 +203,12 @@ def step_registry_state(settings: Settings, console: Console) -> None:
     """Demo: the registry after the first champion (aliases, lineage, compat verdicts)."""
     registry = open_registry(settings)
     console.print(versions_table(registry, list(settings.MODELS), settings.IMAGE_VERSION))
+    alias = _champion(settings)
     for name in settings.MODELS:
-        champion = registry.version_by_alias(name, _champion(settings))
+        champion = registry.version_by_alias(name, alias)
         if champion is not None:
             console.print(
-                f"{name} {_champion(settings)} v{champion.version}: image {champion.image_version}, "
+                f"{name} {alias} v{champion.version}: image {champion.image_version}, "
                 f"snapshot {champion.tags.get('data_snapshot_hash', '')[:12]}, "
                 f"artifact sha256 {champion.artifact_sha256[:12]}, "
                 f"golden digest {champion.golden_digest[:12]}"

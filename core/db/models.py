@@ -148,6 +148,8 @@ class Rollout(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # opened past a refusal (a promotion of versions that never completed a rollout upstream)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         Index(None, "env", "status"),

@@ -29,6 +29,7 @@ from core.ledger.history import (
 )
 from core.ledger.reads import (
     active_rollouts,
+    completed_versions,
     get_rollout,
     last_figures,
     list_rollouts,
@@ -90,6 +91,7 @@ __all__ = [
     "apply_env_rollback",
     "check_env",
     "check_stages",
+    "completed_versions",
     "current_release",
     "diff_releases",
     "get_release",

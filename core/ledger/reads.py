@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine, select
 
-from core.db import ACTIVE_STATUSES, Rollout, RolloutEvent, session_scope
+from core.db import ACTIVE_STATUSES, Release, Rollout, RolloutEvent, session_scope
 from core.errors import NotFoundError
 from core.ledger.records import EventRecord, RolloutRecord
 from core.ledger.releases import check_env
@@ -109,3 +109,33 @@ def last_figures(engine: Engine, rollout_ids: Sequence[int]) -> dict[int, EventR
             if row.figures and row.kind != "start":
                 found.setdefault(row.rollout_id, EventRecord.from_row(row))
     return found
+
+
+def completed_versions(engine: Engine, env: str) -> dict[str, frozenset[str]]:
+    """Per model, the versions that completed a rollout in `env`: the candidates of its
+    promoted rollouts, and the versions of its first release (nothing to roll out against).
+
+    What a promotion from `env` to the next environment may take without `force`
+    (`core.promotion`).
+
+    Raises:
+        NotFoundError: unknown env.
+    """
+    check_env(env)
+    found: dict[str, set[str]] = {}
+    with session_scope(engine) as session:
+        promoted = session.execute(
+            select(Rollout.model_name, Rollout.candidate_version).where(
+                Rollout.env == env, Rollout.status == "promoted"
+            )
+        ).all()
+        first = session.scalars(
+            select(Release)
+            .where(Release.env == env)
+            .order_by(Release.created_at, Release.id)
+            .limit(1)
+        ).first()
+        first_versions = dict(first.model_versions) if first is not None else {}
+    for name, version in [*promoted, *first_versions.items()]:
+        found.setdefault(str(name), set()).add(str(version))
+    return {name: frozenset(versions) for name, versions in found.items()}

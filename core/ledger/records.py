@@ -81,6 +81,9 @@ class RolloutRecord:
     updated_at: datetime
     ended_at: datetime | None
     event_seq: int
+    forced: bool = False
+    """True for a rollout opened past a refusal (a promotion forced past a missing upstream
+    rollout); the release its promotion records is forced too."""
 
     @property
     def is_active(self) -> bool:
@@ -105,6 +108,7 @@ class RolloutRecord:
             updated_at=row.updated_at,
             ended_at=row.ended_at,
             event_seq=row.event_seq,
+            forced=row.forced,
         )
 
 

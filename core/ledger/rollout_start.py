@@ -135,13 +135,15 @@ def start_rollout(  # noqa: PLR0913 (keyword-only: each names a fact the ledger 
     actor: str,
     reason: str,
     registry: AliasRegistry | None = None,
+    forced: bool = False,
 ) -> RolloutRecord:
     """Open a rollout of `candidate_version` against the champion in `env`.
 
     The champion defaults to the model's version in the env's current release. A canary
     starts at stage 0 (`stages[0]` percent); a shadow rollout at stage -1 (0 percent). Each
     rollout draws a fresh random salt, so it buckets a fresh set of users. With `registry`,
-    the candidate version must exist there.
+    the candidate version must exist there. `forced` records that the rollout was opened
+    past a refusal (`core.promotion`); the release its promotion records is forced too.
 
     Raises:
         NotFoundError: unknown env, no champion to compare against, or (with a registry) a
@@ -172,7 +174,8 @@ def start_rollout(  # noqa: PLR0913 (keyword-only: each names a fact the ledger 
             first_percent=percents[0],
             now=now,
         )
-        start = {"stages": percents, "mode": mode}
+        row.forced = forced
+        start = {"stages": percents, "mode": mode} | ({"forced": True} if forced else {})
         append_event(
             session, row, kind="start", actor=actor, reason=reason, from_status=None,
             figures=start, ts=now,

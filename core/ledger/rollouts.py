@@ -11,10 +11,9 @@ twice.
 Stage numbering: a canary rollout is at stage 0..len(stages)-1 serving `stages[i]`
 percent; a shadow rollout is at stage -1 (0 percent) and advances into canary stage 0.
 
-Opening a rollout lives in `core.ledger.rollout_start` (re-exported here).
-
-MLflow is touched only after the database committed (`core.ledger.registry_sync`): the
-database is the source of truth routers read, MLflow follows it.
+Opening a rollout lives in `core.ledger.rollout_start` (re-exported here). MLflow is
+touched only after the database committed (`core.ledger.registry_sync`): the database is
+the source of truth routers read, MLflow follows it.
 """
 
 from __future__ import annotations
@@ -326,9 +325,9 @@ def promote(
     """Make the candidate the champion: rollout promoted and a new release, one transaction.
 
     The release sets the model to the candidate version (other models carry over) with the
-    candidate's artifact digest from the registry when given (unknown otherwise). After the
-    commit, the env's MLflow aliases follow: `<env>-champion` -> candidate, `<env>-previous`
-    -> old champion, `<env>-candidate` removed if it still points at this version.
+    candidate's artifact digest from the registry when given (unknown otherwise), `forced`
+    when the rollout was. After the commit, the env's MLflow aliases follow: `<env>-champion`
+    -> candidate, `<env>-previous` -> old champion, `<env>-candidate` removed if still there.
 
     Raises:
         NotFoundError: no such rollout.
@@ -350,6 +349,7 @@ def promote(
             f"(rollout #{row.id}): {reason}",
             actor=actor,
             at=now,
+            forced=row.forced,
         )
         from_status = row.status
         row.status, row.percent, row.updated_at, row.ended_at = "promoted", 100.0, now, now

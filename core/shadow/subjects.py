@@ -79,8 +79,7 @@ def _default_candidate(
     found = registry.version_by_alias(model_name, alias)
     if found is None:
         raise NotFoundError(
-            f"no candidate of {model_name!r} in {env}: name a version, or set the "
-            f"`{alias}` alias"
+            f"no candidate of {model_name!r} in {env}: name a version, or set the `{alias}` alias"
         )
     return found.version
 

@@ -32,7 +32,7 @@ def test_demo_step_records_first_release_from_champions_once(
     from tests.factories import train_and_register
 
     registry = ModelRegistry.from_settings(get_settings())
-    champion = train_and_register(registry, alias="champion")
+    champion = train_and_register(registry, alias="dev-champion")
     # MLflow's fluent API unsets MLFLOW_TRACKING_URI on exit; restore the test's store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.tracking_uri)
     settings = load_settings()

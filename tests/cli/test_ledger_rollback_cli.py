@@ -35,7 +35,7 @@ def two_releases(
     registry = ModelRegistry.from_settings(load_settings(IMAGE_VERSION="img-1"))
     v1 = register_with_custom_class(registry, folder, module)
     v2 = train_and_register(registry, name=CUSTOM_MODEL, image_version="img-1")
-    registry.set_alias(CUSTOM_MODEL, "champion", v2.version)
+    registry.set_alias(CUSTOM_MODEL, "dev-champion", v2.version)
     make_release(
         ledger_db,
         env="dev",
@@ -89,7 +89,7 @@ def test_rollback_to_unloadable_version_is_refused_then_forced(
     assert "(forced past: custom-intent v1 is broken under image img-2" in release.reason
     assert release.forced is True
     assert release.actor == "tester"
-    assert registry.aliases(CUSTOM_MODEL)["champion"] == v1
+    assert registry.aliases(CUSTOM_MODEL)["dev-champion"] == v1
     rolled = registry.get_version(CUSTOM_MODEL, v2).tags
     assert "v2 is worse" in rolled["rolled_back_reason"]
     assert rolled["rolled_back_env"] == "dev"
@@ -108,7 +108,7 @@ def test_rollback_to_loadable_version_and_rollout_commands(
     assert f"dev rolled back: now {first_tag}" in done.out
     assert "recorded as forced" not in done.out
     assert current_release(ledger_db, "dev").forced is False
-    assert registry.aliases(CUSTOM_MODEL)["champion"] == v1
+    assert registry.aliases(CUSTOM_MODEL)["dev-champion"] == v1
     assert registry.get_version(CUSTOM_MODEL, v1).tags["compat.img-2"] == "compatible"
 
     unknown = sml("rollout", "start", "-e", "dev", "-m", CUSTOM_MODEL, "-v", "77", "-r", "x")
@@ -123,7 +123,7 @@ def test_rollback_to_loadable_version_and_rollout_commands(
     promoted = sml("rollout", "promote", str(rid), "-r", "looks good")
     assert promoted.code == 0, promoted.err
     assert current_release(ledger_db, "dev").model_versions == {CUSTOM_MODEL: v2}
-    assert registry.aliases(CUSTOM_MODEL) == {"champion": v2, "previous": v1}
+    assert registry.aliases(CUSTOM_MODEL) == {"dev-champion": v2, "dev-previous": v1}
 
     again = sml("rollout", "promote", str(rid), "-r", "twice")
     assert again.code == 2

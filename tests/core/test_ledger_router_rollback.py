@@ -44,8 +44,8 @@ def test_rollback_reaches_running_router_over_http(
     engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
     registry = make_registry(tmp_path)
-    v1 = train_and_register(registry, alias="champion").version
-    v2 = train_and_register(registry, alias="candidate").version
+    v1 = train_and_register(registry, alias="dev-champion").version
+    v2 = train_and_register(registry, alias="dev-candidate").version
     record_release(
         engine,
         env="dev",

@@ -168,7 +168,7 @@ def test_set_alias_moves_between_versions(tmp_path: Path) -> None:
 
 
 def test_aliases_are_per_environment() -> None:
-    assert "prd-champion" in ALIASES and "stg-candidate" in ALIASES and "dev-previous" in ALIASES
+    assert {"prd-champion", "stg-candidate", "dev-previous"} <= set(ALIASES)
     assert not {"champion", "candidate", "previous"} & set(ALIASES)
 
 

@@ -74,7 +74,7 @@ def test_rollback_flow_refuses_unloadable_target_then_forced(
     assert release.forced is True
     assert "(forced past:" in (release.reason or "")
     assert current_release(state_db, "dev") == release
-    assert registry.aliases(CUSTOM_MODEL)["champion"] == v1.version
+    assert registry.aliases(CUSTOM_MODEL)["dev-champion"] == v1.version
     assert (
         "v2 misroutes refunds"
         in registry.get_version(CUSTOM_MODEL, v2.version).tags["rolled_back_reason"]

@@ -111,8 +111,8 @@ def test_rollout_action_start_then_promote_moves_release_and_aliases(state_db: E
     from tests.factories import train_and_register
 
     registry = ModelRegistry.from_settings(get_settings())
-    v1 = train_and_register(registry, alias="champion")
-    v2 = train_and_register(registry, alias="candidate")
+    v1 = train_and_register(registry, alias="dev-champion")
+    v2 = train_and_register(registry, alias="dev-candidate")
     _seed(state_db, champion=v1.version)
 
     started = rollout_action(
@@ -132,7 +132,7 @@ def test_rollout_action_start_then_promote_moves_release_and_aliases(state_db: E
     assert release is not None
     assert release.model_versions == {MODEL: v2.version}
     assert release.artifact_digests == {MODEL: v2.artifact_sha256}
-    assert registry.aliases(MODEL) == {"champion": v2.version, "previous": v1.version}
+    assert registry.aliases(MODEL) == {"dev-champion": v2.version, "dev-previous": v1.version}
 
     unknown = rollout_action(
         _request(action="start", env="dev", model_name=MODEL, candidate_version="99"),

@@ -35,8 +35,8 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("controller-mlflow")
     registry = make_registry(root)
-    assert train_and_register(registry, alias="champion").version == "1"
-    assert train_and_register(registry, alias="candidate").version == "2"
+    assert train_and_register(registry, alias="dev-champion").version == "1"
+    assert train_and_register(registry, alias="dev-candidate").version == "2"
     return root
 
 

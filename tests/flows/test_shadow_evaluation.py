@@ -55,9 +55,9 @@ def _log_traffic(engine: Engine, champion: str, rows: int = 400) -> None:
 def test_shadow_evaluation_good_candidate_passes_and_starts_canary(
     state_db: Engine, registry: ModelRegistry
 ) -> None:
-    champion = train_and_register(registry, alias="champion").version
+    champion = train_and_register(registry, alias="dev-champion").version
     # a retrain of the same data and config (what an image bump usually produces)
-    candidate = train_and_register(registry, alias="candidate").version
+    candidate = train_and_register(registry, alias="dev-candidate").version
     make_release(
         state_db,
         env="dev",
@@ -106,7 +106,7 @@ def test_shadow_evaluation_faulty_candidate_fails_and_rolls_back_shadow_rollout(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    champion = train_and_register(registry, alias="champion").version
+    champion = train_and_register(registry, alias="dev-champion").version
     faulty = train_and_register(registry, config=faulty_config(0.3)).version
     make_release(
         state_db,
