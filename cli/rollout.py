@@ -153,7 +153,8 @@ def rollout_promote(rollout_id: RolloutId, reason: Reason, actor: Actor = None) 
             image_version=settings.IMAGE_VERSION,
         )
     _print_rollout("promoted", record)
-    console.print(f"{release.env} release [bold]{release.tag}[/bold]", highlight=False)
+    forced = " (forced: its rollout was opened past a refusal)" if release.forced else ""
+    console.print(f"{release.env} release [bold]{release.tag}[/bold]{forced}", highlight=False)
 
 
 @rollout_app.command("set-stage")

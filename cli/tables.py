@@ -51,28 +51,47 @@ def stage_text(rollout: RolloutRecord) -> str:
     return "shadow" if rollout.stage_index < 0 else str(rollout.stage_index)
 
 
+def also_in(env: str, releases: Mapping[str, ReleaseRecord | None]) -> list[str]:
+    """The other envs whose current release runs exactly the model versions `env`'s does
+    (where a release is: `v0.1.0-...v2` in stg and prd)."""
+    mine = releases.get(env)
+    if mine is None:
+        return []
+    return [
+        other
+        for other, theirs in releases.items()
+        if other != env and theirs is not None and theirs.model_versions == mine.model_versions
+    ]
+
+
 def status_table(engine: Engine, envs: tuple[str, ...] = ENVIRONMENTS) -> Table:
-    """Per env and model: release tag, champion, candidate, status, stage, percent, gates."""
+    """Per env and model: release tag, the other envs running the same versions, champion,
+    candidate, status, stage, percent, gates."""
     table = Table(title="status", show_lines=False)
-    for column in ("env", "release", "model", "champion", "candidate", "rollout", "status"):
+    for column in (
+        "env", "release", "also in", "model", "champion", "candidate", "rollout", "status",
+    ):  # fmt: skip
         table.add_column(column)
     table.add_column("stage", justify="right")
     table.add_column("percent", justify="right")
     table.add_column("last gate figures", overflow="fold")
+    releases = {env: current_release(engine, env) for env in ENVIRONMENTS}
     for env in envs:
-        release = current_release(engine, env)
+        release = releases[env]
         rollouts = {r.model_name: r for r in active_rollouts(engine, env)}
         figures = last_figures(engine, [r.id for r in rollouts.values()])
         models = sorted(set(release.model_versions if release else {}) | set(rollouts))
         if not models:
-            table.add_row(env, "(nothing released)", *["-"] * 8)
+            table.add_row(env, "(nothing released)", *["-"] * 9)
             continue
+        where = ", ".join(also_in(env, releases)) or "-"
         for i, name in enumerate(models):
             r = rollouts.get(name)
             champion = release.model_versions.get(name, "-") if release else "-"
             table.add_row(
                 env if i == 0 else "",
                 (release.tag if release else "-") if i == 0 else "",
+                where if i == 0 else "",
                 name,
                 r.champion_version if r else champion,
                 r.candidate_version if r else "-",

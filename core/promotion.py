@@ -237,3 +237,33 @@ def promote_release(
         force=force, actor=actor, reason=reason,
     )  # fmt: skip
     return apply_promotion(engine, plan, stages=stages, registry=registry)
+
+
+def promotion_summary(from_env: str, to_env: str, rollouts: Sequence[RolloutRecord]) -> str:
+    """One line: what the promotion opened in `to_env` (forced ones said so)."""
+    opened = ", ".join(
+        f"#{r.id} {r.model_name} v{r.candidate_version} vs v{r.champion_version}"
+        + (" (forced)" if r.forced else "")
+        for r in rollouts
+    )
+    return f"promoted {from_env} -> {to_env}: opened {opened}"
+
+
+def promotion_markdown(summary: str, rollouts: Sequence[RolloutRecord], actor: str) -> str:
+    """The promotion report: the summary and one table row per rollout opened."""
+    rows = [
+        f"| #{r.id} | {r.model_name} | v{r.champion_version} | v{r.candidate_version} | "
+        f"{r.percent:g}% | {'yes' if r.forced else 'no'} |"
+        for r in rollouts
+    ]
+    return "\n".join(
+        [
+            f"# {summary}",
+            "",
+            f"by {actor}",
+            "",
+            "| rollout | model | champion | candidate | percent | forced |",
+            "|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
