@@ -41,7 +41,7 @@ def test_demo_lifecycle_final_state_exact(db_url: str, monkeypatch: pytest.Monke
     text = out.getvalue()
     assert "demo finished" in text
     aliases = ModelRegistry.from_settings(settings).aliases(MODEL)
-    assert aliases == {"champion": "2", "previous": "1"}
+    assert aliases == {"dev-champion": "2", "dev-previous": "1"}
 
     engine = make_engine(settings.database_url)
     try:
