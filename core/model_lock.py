@@ -25,7 +25,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,9 +75,15 @@ def _identity(engine: Engine, model: str) -> str:
 
 @contextmanager
 def model_lock(
-    engine: Engine, model: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS
+    engine: Engine,
+    model: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    on_wait: Callable[[], None] | None = None,
 ) -> Iterator[None]:
     """Hold the lock of `model` in the state database of `engine` for the block.
+
+    `on_wait` is called once when another run holds the lock (to say so in a log).
 
     Raises:
         ModelLockTimeout: another run held it for longer than `timeout` seconds.
@@ -95,7 +101,7 @@ def model_lock(
             _release_reentry(identity, me)
         return
     acquire = _sqlite_lock if engine.dialect.name == "sqlite" else _postgres_lock
-    with acquire(engine, model, timeout):
+    with acquire(engine, model, timeout, on_wait or _quiet):
         with _held_guard:
             _held[identity] = (me, 1)
         try:
@@ -103,6 +109,10 @@ def model_lock(
         finally:
             with _held_guard:
                 _held.pop(identity, None)
+
+
+def _quiet() -> None:
+    """The default `on_wait`: nothing to say."""
 
 
 def _release_reentry(identity: str, me: int) -> None:
@@ -119,12 +129,14 @@ def _timed_out(model: str, timeout: float) -> ModelLockTimeout:
 
 
 @contextmanager
-def _sqlite_lock(engine: Engine, model: str, timeout: float) -> Iterator[None]:
+def _sqlite_lock(
+    engine: Engine, model: str, timeout: float, on_wait: Callable[[], None]
+) -> Iterator[None]:
     path = lock_file(engine, model)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + timeout
+        deadline, waited = time.monotonic() + timeout, False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -132,6 +144,9 @@ def _sqlite_lock(engine: Engine, model: str, timeout: float) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise _timed_out(model, timeout) from None
+                if not waited:
+                    waited = True
+                    on_wait()
                 time.sleep(POLL_SECONDS)
         try:
             yield
@@ -146,14 +161,19 @@ def _try_pg_lock(conn: Connection, key: int) -> bool:
 
 
 @contextmanager
-def _postgres_lock(engine: Engine, model: str, timeout: float) -> Iterator[None]:
+def _postgres_lock(
+    engine: Engine, model: str, timeout: float, on_wait: Callable[[], None]
+) -> Iterator[None]:
     key = model_lock_key(model)
     # a dedicated connection, outside any transaction: the lock lives as long as it does
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        deadline = time.monotonic() + timeout
+        deadline, waited = time.monotonic() + timeout, False
         while not _try_pg_lock(conn, key):
             if time.monotonic() >= deadline:
                 raise _timed_out(model, timeout)
+            if not waited:
+                waited = True
+                on_wait()
             time.sleep(POLL_SECONDS)
         try:
             yield
