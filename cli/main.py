@@ -15,6 +15,7 @@ from rich.table import Table
 
 from cli.ledger import register as register_ledger
 from cli.registry import register as register_registry
+from cli.repair import register as register_repair
 from cli.serve import serve
 from cli.state import state_app
 from cli.term import term
@@ -31,6 +32,7 @@ db_app = typer.Typer(help="State database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 register_ledger(app)
 register_registry(app)
+register_repair(app)
 app.command("serve")(serve)
 app.add_typer(state_app, name="state")
 app.command("term")(term)
