@@ -91,3 +91,39 @@ def test_the_lock_is_reentrant_within_one_thread(lock_engine: Engine) -> None:
             pass
     with model_lock(lock_engine, MODEL, timeout=1):
         pass
+
+
+def test_another_process_holds_it_until_it_is_killed(lock_engine: Engine, db_url: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from core.db import make_engine\n"
+            "from core.model_lock import model_lock\n"
+            f"with model_lock(make_engine({db_url!r}), {MODEL!r}, timeout=30):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(120)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ModelLockTimeout), model_lock(lock_engine, MODEL, timeout=0.5):
+            pass
+        # a run killed mid-way (no cleanup) leaves no lock behind
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        with model_lock(lock_engine, MODEL, timeout=10):
+            pass
+    finally:
+        holder.kill()
+        holder.wait(10)
