@@ -16,6 +16,7 @@ from rich.table import Table
 from cli.ledger import register as register_ledger
 from cli.registry import register as register_registry
 from cli.release import register as register_release
+from cli.repair import register as register_repair
 from cli.serve import serve
 from cli.state import state_app
 from cli.term import term
@@ -33,6 +34,7 @@ app.add_typer(db_app, name="db")
 register_ledger(app)
 register_registry(app)
 register_release(app)
+register_repair(app)
 app.command("serve")(serve)
 app.add_typer(state_app, name="state")
 app.command("term")(term)

@@ -1,23 +1,36 @@
-"""Retrain on image change, per model: a pure plan, then the steps that carry it out.
+"""Retrain on image change, per model and environment: a pure plan, then the steps.
 
-`plan_retrain` looks at the versions registered for the running image and the champion
-and answers one of: up to date (nothing to do), resume a version an interrupted run
-registered but never gave a role, or train a new one; the version then becomes the
-`candidate`, or the first `champion` when there is none yet. It is pure, so every branch
-is unit-tested without Prefect or MLflow. `judge_champion` and `give_role` do the I/O
-(the registry, the ledger); flows/retrain_on_image_change.py sequences them as tasks.
+Model versions are shared by every environment (one retrain per image); each environment
+has its own releases and aliases (`core.aliases.env_alias`). `plan_retrain` takes the
+environment's current release (the ledger: the truth of "has a champion here"), the
+versions registered for the running image and the versions rolled back in this
+environment, and answers one of:
+
+- up to date: the image has its version and this environment gave it its role;
+- resume: a version for the image exists (left by an interrupted run, or trained by
+  another environment's run) and gets its role here without training;
+- train: no usable version for the image.
+
+The role is this environment's first `champion` (a first release) when the ledger has no
+release of the model here, else its `candidate`. It is pure, so every branch is
+unit-tested without Prefect or MLflow. The order of a first champion is ledger first:
+register -> record the first release (the truth) -> `<env>-champion` (a mirror), so a
+crash at any point is finished by the next run (`core.repair` sets a missing alias from
+the ledger). A candidate is register -> `<env>-candidate` (no ledger row until a rollout).
+Plan and steps run under the model's lock (`core.model_lock`), so a version without a
+role is only resumed when the run that wrote it is gone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from core.aliases import env_alias
 from core.compat import CompatReport, check_version, record_verdict
-from core.db import state_database
 from core.errors import ConflictError
-from core.ledger import ReleaseRecord, record_release
+from core.ledger import ReleaseRecord, current_release, list_rollouts, record_release
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -29,8 +42,11 @@ RetrainStep = Literal["up_to_date", "resume", "train"]
 Role = Literal["candidate", "champion"]
 RetrainAction = Literal["up_to_date", "candidate", "first_champion"]
 
-# The tag the ledger puts on a candidate it rolled back (core.ledger.rollback).
+# The tags the ledger puts on a version it rolled back (core.ledger.registry_sync).
 ROLLED_BACK_TAG = "rolled_back_reason"
+ROLLED_BACK_ENV_TAG = "rolled_back_env"
+ROLLED_BACK_SCAN = 500
+"""How many of an environment's newest rollouts are read for rolled-back candidates."""
 
 
 class RegisteredVersion(Protocol):
@@ -48,12 +64,13 @@ class RegisteredVersion(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RetrainPlan:
-    """What to do for one model on one image.
+    """What to do for one model on one image in one environment.
 
-    step: `up_to_date` (`version` is the newest one for the image), `resume` (`version`
-    was registered by an interrupted run and never given a role) or `train` (`version` is
-    None until trained). role: the alias the version gets, `candidate` when a champion
-    exists (`champion_version`), else `champion`.
+    step: `up_to_date` (`version` is the image's version), `resume` (`version` exists for
+    the image and gets its role here without training) or `train` (`version` is None
+    until trained). role: `champion` when the environment has no release of the model
+    yet (the version's first release), else `candidate`. champion_version: the version
+    the environment's current release serves (None before its first release).
     """
 
     model: str
@@ -62,27 +79,35 @@ class RetrainPlan:
     role: Role
     version: str | None
     champion_version: str | None
+    env: str = "dev"
 
     @property
     def up_to_date(self) -> bool:
-        """True when the image already has its version: nothing to do."""
+        """True when the image already has its version here: nothing to do."""
         return self.step == "up_to_date"
 
     @property
     def resume_version(self) -> str | None:
-        """The version to finish instead of training, when an earlier run left one."""
+        """The existing version to give its role instead of training, if any."""
         return self.version if self.step == "resume" else None
+
+    @property
+    def alias(self) -> str:
+        """The alias the version gets: `<env>-champion` or `<env>-candidate`."""
+        return env_alias(self.env, self.role)
 
     def describe(self) -> str:
         """One line for the run's log."""
+        where = f"{self.model} in {self.env}"
         if self.step == "up_to_date":
-            return f"{self.model} already has v{self.version} for image {self.image_version}"
+            return f"{where} already has v{self.version} for image {self.image_version}"
         if self.step == "resume":
+            first = " (its first release)" if self.role == "champion" else ""
             return (
-                f"{self.model} v{self.version} was registered for image {self.image_version} "
-                "but never given a role: resuming"
+                f"{where}: v{self.version} was registered for image {self.image_version} "
+                f"but never given a role here: resuming as {self.alias}{first}, no training"
             )
-        return f"{self.model} has no version for image {self.image_version}: training"
+        return f"{where} has no version for image {self.image_version}: training"
 
 
 @dataclass(frozen=True)
@@ -123,33 +148,92 @@ def check_image(running: str, announced: str | None) -> str:
     return running
 
 
-def never_given_a_role(version: RegisteredVersion, champion: RegisteredVersion | None) -> bool:
-    """True for a version an interrupted run left behind: no alias, never rolled back, and
-    newer than the champion (so it never served)."""
-    if version.aliases or ROLLED_BACK_TAG in version.tags:
+def rolled_back_in(version: RegisteredVersion, env: str) -> bool:
+    """True when the tags say `version` was rolled back in `env` (a tag without an env,
+    from before environments were recorded, counts everywhere)."""
+    if ROLLED_BACK_TAG not in version.tags:
+        return False
+    return version.tags.get(ROLLED_BACK_ENV_TAG, env) == env
+
+
+def never_given_a_role(
+    version: RegisteredVersion, champion: RegisteredVersion | None, env: str = "dev"
+) -> bool:
+    """True for a version with no role in `env`: no alias of `env`, never rolled back
+    there, and newer than the env's champion (so it never served here)."""
+    mine = {env_alias(env, "champion"), env_alias(env, "candidate")}
+    if mine & set(version.aliases) or rolled_back_in(version, env):
         return False
     return champion is None or int(version.version) > int(champion.version)
+
+
+def first_release_pick(usable: Sequence[RegisteredVersion]) -> RegisteredVersion:
+    """The version an environment releases first: the newest one that is some
+    environment's champion (what already serves somewhere), else the newest."""
+    serving = [v for v in usable if any(a.endswith("-champion") for a in v.aliases)]
+    return (serving or list(usable))[-1]
 
 
 def plan_retrain(
     model: str,
     image_version: str,
     existing: Sequence[RegisteredVersion],
-    champion: RegisteredVersion | None,
+    release_version: str | None,
+    *,
+    env: str = "dev",
+    rolled_back: Collection[str] = (),
 ) -> RetrainPlan:
-    """Decide what one model needs on `image_version`; pure.
+    """Decide what one model needs on `image_version` in `env`; pure.
 
     Args:
         existing: the versions of `model` trained on `image_version`, oldest first.
-        champion: the version the `champion` alias points at, if any.
+        release_version: the model's version in the env's current release (the ledger),
+            None when the env never released the model.
+        rolled_back: versions the ledger rolled back in `env` (besides the tags).
     """
-    role: Role = "champion" if champion is None else "candidate"
-    champion_version = champion.version if champion is not None else None
+    usable = [v for v in existing if v.version not in rolled_back and not rolled_back_in(v, env)]
+    if release_version is None:
+        if not usable:
+            return RetrainPlan(model, image_version, "train", "champion", None, None, env)
+        pick = first_release_pick(usable)
+        return RetrainPlan(model, image_version, "resume", "champion", pick.version, None, env)
     if not existing:
-        return RetrainPlan(model, image_version, "train", role, None, champion_version)
+        return RetrainPlan(model, image_version, "train", "candidate", None, release_version, env)
     latest = existing[-1]
-    step: RetrainStep = "resume" if never_given_a_role(latest, champion) else "up_to_date"
-    return RetrainPlan(model, image_version, step, role, latest.version, champion_version)
+    fresh = (
+        latest in usable
+        and int(latest.version) > int(release_version)
+        and env_alias(env, "candidate") not in latest.aliases
+    )
+    step: RetrainStep = "resume" if fresh else "up_to_date"
+    return RetrainPlan(
+        model, image_version, step, "candidate", latest.version, release_version, env
+    )
+
+
+def plan_model(
+    engine: Engine, registry: ModelRegistry, model: str, image_version: str, *, env: str
+) -> RetrainPlan:
+    """`plan_retrain` on what the ledger and the registry hold now (call it under the
+    model's lock, so nothing read here is still being written).
+
+    Raises:
+        NotFoundError: an unknown env.
+    """
+    release = current_release(engine, env)
+    rolled_back = {
+        r.candidate_version
+        for r in list_rollouts(engine, env, limit=ROLLED_BACK_SCAN)
+        if r.model_name == model and r.status == "rolled_back"
+    }
+    return plan_retrain(
+        model,
+        image_version,
+        registry.list_versions(model, image_version=image_version),
+        release.model_versions.get(model) if release is not None else None,
+        env=env,
+        rolled_back=rolled_back,
+    )
 
 
 def judge_champion(registry: ModelRegistry, plan: RetrainPlan) -> CompatReport | None:
@@ -169,6 +253,7 @@ def judge_champion(registry: ModelRegistry, plan: RetrainPlan) -> CompatReport |
 
 
 def give_role(
+    engine: Engine,
     registry: ModelRegistry,
     plan: RetrainPlan,
     version: str,
@@ -177,38 +262,42 @@ def give_role(
     settings: Settings,
     actor: str,
 ) -> RetrainOutcome:
-    """Point the plan's alias at `version`; a first champion also gets its first release
-    in the ledger (opened on settings.database_url). `verdict` is the champion's under
-    this image (`judge_champion`), None without a champion.
+    """Give `version` the plan's role in the plan's env. A first champion: the first
+    release in the ledger (the truth), then `<env>-champion` (the mirror); a crash in
+    between is repaired from the ledger by the next run. A candidate: `<env>-candidate`.
+    `verdict` is the champion's under this image (`judge_champion`), None without one.
 
     Raises:
         NotFoundError: the version does not exist.
-        SmlError: the state database has no ledger tables (first champion only).
     """
-    registry.set_alias(plan.model, plan.role, version)
     if plan.role == "candidate":
+        registry.set_alias(plan.model, plan.alias, version)
         return RetrainOutcome(
             plan.model, "candidate", version, plan.champion_version, verdict,
-            f"champion v{plan.champion_version} is {verdict} under {plan.image_version}",
+            f"{plan.env} champion v{plan.champion_version} is {verdict} under "
+            f"{plan.image_version}",
         )  # fmt: skip
     info = registry.get_version(plan.model, version)
-    with state_database(settings.database_url, wait_seconds=10) as engine:
-        release = record_first_release(engine, settings, info, actor)
+    release = current_release(engine, plan.env)
+    # a retried task may find its release already committed: never record it twice
+    if release is None or release.model_versions.get(plan.model) != version:
+        release = record_first_release(engine, settings, info, actor, env=plan.env)
+    registry.set_alias(plan.model, plan.alias, version)
     return RetrainOutcome(
         plan.model,
         "first_champion",
         version,
-        reason=f"no champion yet: first release {release.tag}",
+        reason=f"no champion in {plan.env} yet: first release {release.tag}",
     )
 
 
 def record_first_release(
-    engine: Engine, settings: Settings, info: ModelVersionInfo, actor: str
+    engine: Engine, settings: Settings, info: ModelVersionInfo, actor: str, *, env: str
 ) -> ReleaseRecord:
-    """The first release of this environment's ledger for a model's first champion."""
+    """The first release of a model in `env`'s ledger: its first champion."""
     return record_release(
         engine,
-        env=settings.ENVIRONMENT,
+        env=env,
         code_version=settings.CODE_VERSION,
         image_version=info.image_version,
         model_versions={info.name: info.version},

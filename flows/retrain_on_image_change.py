@@ -1,12 +1,20 @@
-"""`retrain-on-image-change`: make sure every model has a version trained on this image.
+"""`retrain-on-image-change`: make sure every model has a version trained on this image,
+with its role in this environment.
 
-Scheduled, and triggered by an `image.published` event. For each model family in
-Settings.MODELS, if no registered version was trained on the running IMAGE_VERSION:
-judge the champion under this image (core.compat, recorded as a `compat.<image>` tag),
-retrain (the `train` flow), and open the new version as `candidate`. A model with no
-champion yet gets its first version as `champion` and a first release in the ledger.
-Idempotent: a second run on the same image does nothing; a run that stopped between
-registering a version and giving it its role is finished, not repeated. The decision is
+Scheduled, and triggered by an `image.published` event. Versions are shared by every
+environment (one retrain per image); roles are per environment (`<env>-champion`,
+`<env>-candidate`). For each model family in Settings.MODELS, under the model's lock
+(`core.model_lock`: a concurrent retrain or train of the model waits, then re-plans):
+
+- no release of the model in this env: its first release, of the image's existing version
+  (trained by another env's run, or left by an interrupted one) or of a new training;
+- a release: judge its champion under this image (core.compat, a `compat.<image>` tag),
+  and open the image's version as this env's candidate (training one if none exists).
+
+A first champion is ledger first: the release (the truth), then `<env>-champion` (the
+mirror); every run ends by making the model's aliases mirror the ledger (core.repair), so a
+run that crashed anywhere is finished by the next one. The state database is opened (and
+checked for migrations) before anything touches MLflow. The decision is
 `core.retrain.plan_retrain` (pure, unit-tested).
 """
 
@@ -14,21 +22,21 @@ from __future__ import annotations
 
 from prefect import flow
 
-from config import Settings, get_settings
-from core.registry import ModelRegistry
+from config import get_settings
+from core.db import state_database
 from core.reporting import retrain_report_markdown, retrain_summary
 from core.retrain import RetrainOutcome, check_image
 from flows.train import train
 from tasks.registry import open_registry
 from tasks.reporting import publish_markdown
-from tasks.retrain import give_role, judge_champion, plan_model
+from tasks.retrain import give_role, judge_champion, mirror_ledger, model_lock_held, plan_model
 
 __all__ = ["RetrainOutcome", "retrain_on_image_change"]
 
 
 @flow(name="retrain-on-image-change")
 def retrain_on_image_change(image_version: str | None = None) -> list[RetrainOutcome]:
-    """Retrain every model that has no version for the running image.
+    """Give every model a version for the running image and its role in this environment.
 
     Args:
         image_version: the image an event announced; must be the running IMAGE_VERSION
@@ -36,13 +44,32 @@ def retrain_on_image_change(image_version: str | None = None) -> list[RetrainOut
 
     Raises:
         ConflictError: `image_version` differs from the running IMAGE_VERSION.
+        SmlError: the state database was never migrated (`sml db upgrade`); nothing was
+            written to MLflow.
+        ModelLockTimeout: another run kept a model's lock for too long.
         DataError: a model's training data is unusable (nothing is registered for it).
     """
     settings = get_settings()
     image = check_image(settings.IMAGE_VERSION, image_version)
-    registry = open_registry(settings)
-
-    outcomes = [retrain_model(registry, settings, name, image) for name in settings.MODELS]
+    # the state database first: an unmigrated one stops the run before MLflow is touched
+    with state_database(settings.database_url, wait_seconds=10) as engine:
+        registry = open_registry(settings)
+        outcomes: list[RetrainOutcome] = []
+        for model_name in settings.MODELS:
+            # each model under its lock: a concurrent retrain or train waits, then re-plans
+            with model_lock_held(engine, model_name):
+                # Extract: the env's release, the versions this image already has
+                plan = plan_model(engine, registry, settings, model_name, image)
+                if plan.up_to_date:
+                    outcome = RetrainOutcome.nothing_to_do(plan)
+                else:
+                    # Transform: judge the champion here; train unless a version exists
+                    verdict = judge_champion(registry, plan)
+                    version = plan.resume_version or train(model_name=model_name).version
+                    # Load: candidate, or the first release then the champion alias
+                    outcome = give_role(engine, registry, settings, plan, version, verdict)
+                mirror_ledger(engine, registry, settings, model_name)
+            outcomes.append(outcome)
 
     # Report
     publish_markdown(
@@ -51,20 +78,3 @@ def retrain_on_image_change(image_version: str | None = None) -> list[RetrainOut
         description=retrain_summary(image, outcomes),
     )
     return outcomes
-
-
-def retrain_model(
-    registry: ModelRegistry, settings: Settings, model_name: str, image: str
-) -> RetrainOutcome:
-    """One model's steps inside the flow run: carry out its `plan_retrain` plan."""
-    # Extract: the versions this image already has, and the champion
-    plan = plan_model(registry, model_name, image)
-    if plan.up_to_date:
-        return RetrainOutcome.nothing_to_do(plan)
-
-    # Transform: judge the champion under this image; train unless a run left a version
-    verdict = judge_champion(registry, plan)
-    version = plan.resume_version or train(model_name=model_name).version
-
-    # Load: the version becomes candidate, or the first champion with a first release
-    return give_role(registry, settings, plan, version, verdict)

@@ -74,9 +74,11 @@ def test_train_registers_version_with_every_tag_and_report(monkeypatch: pytest.M
     monkeypatch.setenv("IMAGE_VERSION", "img-train")
     get_settings.cache_clear()
     _fill_source()
+    monkeypatch.setenv("ENVIRONMENT", "dev")
+    get_settings.cache_clear()
     info = train(model_name="intent-classifier", alias="candidate")
     assert info.version == "1"
-    assert info.aliases == ["candidate"]
+    assert info.aliases == ["dev-candidate"]  # this environment's candidate
     assert [tag for tag in LINEAGE_TAGS if not info.tags.get(tag)] == []
     assert info.image_version == "img-train"
     registry = _registry()
@@ -142,3 +144,33 @@ def test_retry_policy_retries_transient_errors_only() -> None:
     with pytest.raises(DataError):
         run("data")
     assert attempts.count("data") == 1
+
+
+def test_train_waits_for_the_models_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from core.db import make_engine
+    from core.model_lock import ModelLockTimeout, model_lock
+    from flows.train import train
+
+    _fill_source(600)
+    monkeypatch.setattr("tasks.retrain.LOCK_TIMEOUT_SECONDS", 1.0)
+    engine = make_engine(get_settings().database_url)
+    held, done = threading.Event(), threading.Event()
+
+    def other_run() -> None:  # another process's retrain of the model, in a thread
+        with model_lock(engine, "intent-classifier", timeout=5):
+            held.set()
+            done.wait(30)
+
+    thread = threading.Thread(target=other_run)
+    thread.start()
+    try:
+        held.wait(5)
+        with pytest.raises(ModelLockTimeout, match="held its lock"):
+            train(model_name="intent-classifier")
+    finally:
+        done.set()
+        thread.join(10)
+        engine.dispose()
+    assert _registry().list_models() == []
