@@ -206,6 +206,13 @@ def test_migration_0005_adds_forced_to_existing_rollouts(db_url: str) -> None:
             ),
             {"t": now},
         )
+        conn.execute(  # a database that has served: events point at the rollout
+            text(
+                "INSERT INTO rollout_events (rollout_id, seq, ts, kind, actor) "
+                "VALUES (1, 1, :t, 'start', 'ops')"
+            ),
+            {"t": now},
+        )
     assert upgrade(eng) == "0005"
     columns = {c["name"]: c for c in inspect(eng).get_columns("rollouts")}
     assert columns["forced"]["nullable"] is False

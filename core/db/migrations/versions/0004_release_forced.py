@@ -23,10 +23,12 @@ depends_on: Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("releases", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("forced", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
+    # A plain ADD COLUMN, on SQLite too (NOT NULL is allowed with a constant default): a
+    # batch "move and copy" would DROP the table, which foreign keys from populated tables
+    # (rollout_events, release_states) refuse on a database that has served.
+    op.add_column(
+        "releases", sa.Column("forced", sa.Boolean(), server_default=sa.false(), nullable=False)
+    )
     releases = sa.table("releases", sa.column("reason", sa.Text), sa.column("forced", sa.Boolean))
     op.execute(
         releases.update().where(releases.c.reason.like("%[FORCED past:%")).values(forced=True)

@@ -4,8 +4,7 @@ A release promoted from one environment to the next (`core.promotion`) is refuse
 versions never completed a rollout in the environment before, unless forced. That fact is
 stored on the rollout it opens, and the release its promotion records carries it too
 (`releases.forced`, revision 0004). Existing rollouts were never forced: the server default
-false fills them. batch_alter_table lets SQLite add a NOT NULL column with a server
-default; on Postgres it is a plain ALTER TABLE.
+false fills them. SQLite and Postgres both add it with a plain ALTER TABLE ... ADD COLUMN.
 
 Revision ID: 0005
 Revises: 0004
@@ -24,10 +23,12 @@ depends_on: Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("rollouts", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("forced", sa.Boolean(), server_default=sa.false(), nullable=False)
-        )
+    # A plain ADD COLUMN, on SQLite too (NOT NULL is allowed with a constant default): a
+    # batch "move and copy" would DROP the table, which foreign keys from populated tables
+    # (rollout_events, release_states) refuse on a database that has served.
+    op.add_column(
+        "rollouts", sa.Column("forced", sa.Boolean(), server_default=sa.false(), nullable=False)
+    )
 
 
 def downgrade() -> None:
