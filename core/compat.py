@@ -242,9 +242,21 @@ def check_version(
     outcome = probe_artifact(pickle_path, info.artifact_sha256, inputs, timeout_s)
     if outcome.error is not None:
         return report("broken", outcome.error)
+    verdict, reason, bad = golden_verdict(inputs, expected, outcome.predictions, differences)
+    return report(verdict, reason, len(inputs), bad)
+
+
+def golden_verdict(
+    inputs: Sequence[str],
+    expected: Sequence[str],
+    found: Sequence[str],
+    differences: Sequence[str],
+) -> tuple[Verdict, str, int]:
+    """(`drifted` or `compatible`, the reason, how many differ) from golden predictions
+    recorded at registration (`expected`) and reproduced now (`found`)."""
     mismatched = [
         (text, before, after)
-        for text, before, after in zip(inputs, expected, outcome.predictions, strict=True)
+        for text, before, after in zip(inputs, expected, found, strict=True)
         if before != after
     ]
     changed = "; ".join(differences)
@@ -252,17 +264,16 @@ def check_version(
         text, before, after = mismatched[0]
         errors = sum(1 for _, _, after in mismatched if after.startswith(ERROR_PREFIX))
         more = f", {errors} now raise" if errors else ""
-        return report(
+        return (
             "drifted",
             f"{len(mismatched)}/{len(inputs)} golden predictions differ{more} "
             f"(e.g. {text!r}: {before} -> {after}) after {changed}",
-            len(inputs),
             len(mismatched),
         )
-    return report(
+    return (
         "compatible",
         f"loads and reproduces all {len(inputs)} golden predictions after {changed}",
-        len(inputs),
+        0,
     )
 
 
