@@ -6,11 +6,15 @@ was given it, `ModelRegistry(families=...)`: core never imports `models`). A ver
 records the fingerprint it was trained under (as tags, at registration). Under another
 environment a version is judged:
 
-- `identical`: same fingerprint, nothing to check;
+- `identical`: same fingerprint and the artifact matches its registered sha256;
 - `compatible`: it loads and reproduces every golden prediction recorded at registration;
 - `drifted`: it loads, but some golden predictions differ;
 - `broken`: it does not load (missing class or module, incompatible pickle, digest
   mismatch, crash, timeout).
+
+The artifact's sha256 is checked against the digest recorded at registration before any
+verdict, even for a version trained under the running environment: tags say what a
+version was built with, only the digest says the file is still what was built.
 
 Deserialization runs in a subprocess (`core.compat_probe`) with a timeout, so a bad
 pickle can neither crash nor hang the caller, and classes resolve against the code
@@ -19,6 +23,7 @@ installed now rather than the modules the caller already imported.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -28,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from core.compat_probe import RESULT_PREFIX
+from core.compat_probe import RESULT_PREFIX, sha256_mismatch
 from core.errors import NotFoundError
 from core.lineage import (
     ERROR_PREFIX,
@@ -178,6 +183,23 @@ def probe_artifact(
     return ProbeOutcome(predictions=tuple(result["predictions"]))
 
 
+def digest_mismatch(pickle_path: Path, expected_sha256: str) -> str | None:
+    """Why the file at `pickle_path` is not the registered artifact, or None when it is.
+
+    The wording matches the subprocess's own digest check (`core.compat_probe`), so a
+    verdict names a tampered artifact the same way whichever side caught it.
+    """
+    if not expected_sha256:
+        return "digest failed: no artifact sha256 was recorded at registration"
+    try:
+        found = hashlib.sha256(pickle_path.read_bytes()).hexdigest()
+    except OSError as exc:
+        return f"read failed: {type(exc).__name__}: {exc}"
+    if found != expected_sha256:
+        return f"digest failed: {sha256_mismatch(expected_sha256, found)}"
+    return None
+
+
 def check_version(
     registry: ModelRegistry,
     name: str,
@@ -202,11 +224,17 @@ def check_version(
     def report(verdict: Verdict, reason: str, checked: int = 0, bad: int = 0) -> CompatReport:
         return CompatReport(name, info.version, image, verdict, reason, differences, checked, bad)
 
+    try:
+        pickle_path = registry.artifact_path(name, info.version)
+    except NotFoundError as exc:
+        return report("broken", str(exc))
+    mismatch = digest_mismatch(pickle_path, info.artifact_sha256)
+    if mismatch is not None:
+        return report("broken", mismatch)
     if not differences:
         return report("identical", "same image, python, packages and model family source")
     try:
         inputs, expected = registry.golden_predictions(name, info.version)
-        pickle_path = registry.artifact_path(name, info.version)
     except NotFoundError as exc:
         return report("broken", str(exc))
     if info.golden_digest and golden_digest(inputs, expected) != info.golden_digest:
@@ -214,9 +242,21 @@ def check_version(
     outcome = probe_artifact(pickle_path, info.artifact_sha256, inputs, timeout_s)
     if outcome.error is not None:
         return report("broken", outcome.error)
+    verdict, reason, bad = golden_verdict(inputs, expected, outcome.predictions, differences)
+    return report(verdict, reason, len(inputs), bad)
+
+
+def golden_verdict(
+    inputs: Sequence[str],
+    expected: Sequence[str],
+    found: Sequence[str],
+    differences: Sequence[str],
+) -> tuple[Verdict, str, int]:
+    """(`drifted` or `compatible`, the reason, how many differ) from golden predictions
+    recorded at registration (`expected`) and reproduced now (`found`)."""
     mismatched = [
         (text, before, after)
-        for text, before, after in zip(inputs, expected, outcome.predictions, strict=True)
+        for text, before, after in zip(inputs, expected, found, strict=True)
         if before != after
     ]
     changed = "; ".join(differences)
@@ -224,17 +264,16 @@ def check_version(
         text, before, after = mismatched[0]
         errors = sum(1 for _, _, after in mismatched if after.startswith(ERROR_PREFIX))
         more = f", {errors} now raise" if errors else ""
-        return report(
+        return (
             "drifted",
             f"{len(mismatched)}/{len(inputs)} golden predictions differ{more} "
             f"(e.g. {text!r}: {before} -> {after}) after {changed}",
-            len(inputs),
             len(mismatched),
         )
-    return report(
+    return (
         "compatible",
         f"loads and reproduces all {len(inputs)} golden predictions after {changed}",
-        len(inputs),
+        0,
     )
 
 
@@ -253,6 +292,7 @@ __all__ = [
     "Verdict",
     "check_version",
     "current_fingerprint",
+    "digest_mismatch",
     "probe_artifact",
     "record_verdict",
 ]

@@ -24,6 +24,11 @@ from typing import Any
 RESULT_PREFIX = "SML-PROBE-RESULT "
 
 
+def sha256_mismatch(expected: str, found: str) -> str:
+    """The one short wording of an artifact digest mismatch: expected vs found."""
+    return f"artifact sha256 mismatch: expected {expected[:12]}..., found {found[:12]}..."
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
@@ -42,8 +47,7 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
         return {
             "ok": False,
             "stage": "digest",
-            "error": f"artifact sha256 {actual[:12]}... does not match the registered "
-            f"{str(request['sha256'])[:12]}...",
+            "error": sha256_mismatch(str(request["sha256"]), actual),
         }
     try:
         model = pickle.loads(data)  # noqa: S301 - digest verified just above

@@ -18,6 +18,7 @@ from serving.model_cache import ModelSource
 from serving.rollout_state import StateReader
 from serving.routes import router
 from serving.service import RouterService
+from serving.startup_fallback import AliasSource
 
 
 def create_app(
@@ -26,6 +27,7 @@ def create_app(
     model_source: ModelSource | None = None,
     engine: Engine | None = None,
     state_reader: StateReader | None = None,
+    alias_source: AliasSource | None = None,
     shadow_in_canary: bool = True,
     shadow_max_batch: int = 64,
 ) -> FastAPI:
@@ -36,6 +38,9 @@ def create_app(
     engine: the state database; defaults to one on DATABASE_URL with short timeouts.
         The router does not migrate it (`sml db upgrade` does).
     state_reader: defaults to `core.ledger.routing_state(engine, ENVIRONMENT)`.
+    alias_source: where the `<ENVIRONMENT>-champion` aliases are read while the state
+        database has never answered (serving/startup_fallback.py); defaults to the
+        registry when `model_source` is not given, else none (no fallback).
     shadow_in_canary: in canary mode, also shadow the candidate for champion-arm users.
     shadow_max_batch: most shadow jobs run in one batched `predict` call (1 = no batching).
 
@@ -50,6 +55,7 @@ def create_app(
             model_source=model_source,
             engine=engine,
             state_reader=state_reader,
+            alias_source=alias_source,
             shadow_in_canary=shadow_in_canary,
             shadow_max_batch=shadow_max_batch,
         )

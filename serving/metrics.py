@@ -7,7 +7,7 @@ costs a dict lookup plus one counter increment and one histogram observation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -102,6 +102,15 @@ class RouterMetrics:
         """A gauge whose value is read at scrape time (costs nothing per request)."""
         gauge = Gauge(name, doc, registry=self.registry)
         gauge.set_function(read)
+        self._gauges.append(gauge)
+
+    def gauge_per_label(
+        self, name: str, doc: str, label: str, reads: Mapping[str, Callable[[], float]]
+    ) -> None:
+        """A gauge with one child per `label` value, each read at scrape time."""
+        gauge = Gauge(name, doc, (label,), registry=self.registry)
+        for value, read in reads.items():
+            gauge.labels(value).set_function(read)
         self._gauges.append(gauge)
 
     def render(self) -> bytes:

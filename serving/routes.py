@@ -99,11 +99,13 @@ async def ready(service: ServiceDep) -> JSONResponse:
             candidate_loaded=plan.candidate is not None,
             percent=s.percent,
             rollout_id=s.rollout_id,
+            source=plan.source,
         )
     missing = [name for name in service.models if name not in plans]
     body = ReadyResponse(
         ready=not missing,
         reason=f"no champion loaded for {', '.join(missing)}" if missing else None,
+        source=service.state_source(),
         models=models,
     )
     return JSONResponse(body.model_dump(), status_code=200 if not missing else 503)

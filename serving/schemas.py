@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from serving.startup_fallback import StateSource
+
 # Ids are logged and joined on: keep them short, printable and free of separators that
 # would need escaping in logs or CSV exports.
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
@@ -94,11 +96,17 @@ class ModelReadiness(BaseModel):
     candidate_loaded: bool = False
     percent: float = 0.0
     rollout_id: int | None = None
+    source: StateSource | None = None
 
 
 class ReadyResponse(BaseModel):
-    """Readiness: every model this environment ships has its champion loaded."""
+    """Readiness: every model this environment ships has its champion loaded.
+
+    source: where the state being served came from: `ledger`, or `registry-alias` while
+    the state database has not answered since start-up (None before any state).
+    """
 
     ready: bool
     reason: str | None = None
+    source: StateSource | None = None
     models: dict[str, ModelReadiness] = Field(default_factory=dict)

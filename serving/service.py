@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
+from functools import partial
 
 from sqlalchemy import Engine
 
@@ -27,6 +28,7 @@ from serving.model_cache import ModelCache, ModelSource
 from serving.model_calls import CANDIDATE_THREADS, ChampionError, ModelCalls, Prediction
 from serving.rollout_state import RolloutStatePoller, ServingPlan, StateReader
 from serving.shadow import ShadowExecutor, ShadowJob
+from serving.startup_fallback import REGISTRY_ALIAS, AliasSource, StateSource, alias_states
 from serving.traffic_log import RequestFacts, TrafficLog, utc_now
 
 # ChampionError, Prediction and CANDIDATE_THREADS live in serving.model_calls; still
@@ -63,11 +65,13 @@ class RouterService:
         model_source: ModelSource,
         engine: Engine,
         state_reader: StateReader | None = None,
+        alias_source: AliasSource | None = None,
         shadow_in_canary: bool = True,
         shadow_max_batch: int = 64,
     ) -> None:
         """Wire the parts; nothing starts before `start()`. `state_reader` defaults to
-        the ledger's routing state of ENVIRONMENT on `engine`."""
+        the ledger's routing state of ENVIRONMENT on `engine`. With `alias_source`, the
+        environment's champion aliases serve until the ledger first answers."""
         self.settings = settings
         self.env = settings.ENVIRONMENT
         self.models = list(settings.MODELS)
@@ -97,6 +101,9 @@ class RouterService:
             self.models,
             poll_seconds=settings.ROUTER_POLL_SECONDS,
             on_poll_error=lambda _exc: self.metrics.state_poll_errors.inc(),
+            read_alias_state=None
+            if alias_source is None
+            else lambda: alias_states(alias_source, self.env, self.models),
         )
         self.shadow = ShadowExecutor(
             self.calls.record_shadow,
@@ -120,7 +127,17 @@ class RouterService:
         m.gauge("router_shadow_queue_jobs", "Shadow jobs waiting", self._shadow_pending)
         m.gauge("router_ready", "1 when every model has its champion loaded", self._ready_value)
         m.gauge(
-            "router_traffic_database_up", "1 when the last traffic write succeeded", self._db_up
+            "router_traffic_database_up",
+            "1 when the state database answered the last rollout-state read and the last "
+            "traffic write did not fail (0 until it first answers)",
+            self._db_up,
+        )
+        m.gauge_per_label(
+            "router_serving_from_registry_alias",
+            "1 while a model is served from its MLflow champion alias because the state "
+            "database has not answered since start-up",
+            "model",
+            {name: partial(self._from_alias, name) for name in self.models},
         )
 
     @classmethod
@@ -131,15 +148,19 @@ class RouterService:
         model_source: ModelSource | None = None,
         engine: Engine | None = None,
         state_reader: StateReader | None = None,
+        alias_source: AliasSource | None = None,
         shadow_in_canary: bool = True,
         shadow_max_batch: int = 64,
     ) -> RouterService:
-        """Build a router; defaults: the model registry of `settings`, an engine on
+        """Build a router; defaults: the model registry of `settings` (as the model source
+        and, when no model source is given, as the alias source), an engine on
         DATABASE_URL with short connect timeouts (an outage is noticed in seconds)."""
         if model_source is None:
             from core.registry import ModelRegistry
 
-            model_source = ModelRegistry.from_settings(settings)
+            registry = ModelRegistry.from_settings(settings)
+            model_source = registry
+            alias_source = alias_source or registry
         if engine is None:
             engine = router_engine(settings.database_url)
         return cls(
@@ -147,6 +168,7 @@ class RouterService:
             model_source=model_source,
             engine=engine,
             state_reader=state_reader,
+            alias_source=alias_source,
             shadow_in_canary=shadow_in_canary,
             shadow_max_batch=shadow_max_batch,
         )
@@ -184,6 +206,10 @@ class RouterService:
     def plans(self) -> Mapping[str, ServingPlan]:
         """The plans in force (for /ready and tests)."""
         return self.poller.plans
+
+    def state_source(self) -> StateSource | None:
+        """Where the plans in force came from: the ledger, the registry alias, or None."""
+        return self.poller.source
 
     # --- request path ---------------------------------------------------------------------
     async def predict(
@@ -271,7 +297,13 @@ class RouterService:
         return 1.0 if self.is_ready() else 0.0
 
     def _db_up(self) -> float:
-        return 1.0 if self.writer.stats().database_up else 0.0
+        # the writer alone starts out "up" and only learns otherwise by writing; the
+        # poller's reads are a real check every ROUTER_POLL_SECONDS
+        return 1.0 if self.poller.ledger_up and self.writer.stats().database_up else 0.0
+
+    def _from_alias(self, name: str) -> float:
+        plan = self.poller.plans.get(name)
+        return 1.0 if plan is not None and plan.source == REGISTRY_ALIAS else 0.0
 
 
 def router_engine(url: str) -> Engine:

@@ -9,16 +9,27 @@ is judged there.
 from __future__ import annotations
 
 import importlib
+import shutil
 import textwrap
 from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
 
 from core.compat import (
     EnvironmentFingerprint,
     check_version,
     current_fingerprint,
+    digest_mismatch,
     probe_artifact,
     record_verdict,
 )
+from core.errors import ConflictError
+from core.ledger import current_release, rollback_env
+from core.ledger.verdicts import compat_verdict_fn
+from core.lineage import ModelVersionInfo
+from core.registration import PICKLE_FILE
+from core.registry import ModelRegistry
 from models import INTENT_CLASSIFIER
 from models.intent_classifier import GOLDEN_INPUTS
 from tests.custom_class_models import (
@@ -26,7 +37,7 @@ from tests.custom_class_models import (
     image_code_fixture,  # noqa: F401 (the image_code fixture)
     register_with_custom_class,
 )
-from tests.factories import make_registry, train_and_register
+from tests.factories import make_registry, make_release, train_and_register
 
 NORMALIZER_V1 = CLEANER_SOURCE  # a lower-casing QueryCleaner, as image code
 # The next image "improves" the cleaner: it now drops every word of 4 letters or fewer.
@@ -119,6 +130,72 @@ def test_check_version_tampered_artifact_is_broken(tmp_path: Path) -> None:
     report = check_version(registry, info.name, info.version, image_version="img-2")
     assert report.verdict == "broken"
     assert "digest failed" in report.reason
+
+
+def _tamper_stored_artifact(registry: ModelRegistry, info: ModelVersionInfo) -> None:
+    """Alter the store's copy of a version's pickle (and drop any local copy of it)."""
+    stored = Path(info.source) / PICKLE_FILE
+    stored.write_bytes(stored.read_bytes() + b"\0")
+    shutil.rmtree(registry.artifacts.cache_dir / info.name / info.version, ignore_errors=True)
+
+
+def test_check_version_tampered_artifact_of_the_running_image_is_broken(tmp_path: Path) -> None:
+    registry = make_registry(tmp_path, image_version="img-1")
+    info = train_and_register(registry)
+    _tamper_stored_artifact(registry, info)
+    report = check_version(registry, info.name, info.version)
+    assert report.differences == ()  # the tags alone would say identical
+    assert report.verdict == "broken"
+    assert not report.safe_to_serve
+    assert report.reason.startswith("digest failed: artifact sha256 mismatch")
+    assert f"expected {info.artifact_sha256[:12]}..." in report.reason
+    assert "found " in report.reason
+
+
+def test_digest_mismatch_names_a_missing_or_different_digest(tmp_path: Path) -> None:
+    registry = make_registry(tmp_path, image_version="img-1")
+    info = train_and_register(registry)
+    assert digest_mismatch(registry.artifact_path(info.name, info.version), "") == (
+        "digest failed: no artifact sha256 was recorded at registration"
+    )
+    assert (
+        digest_mismatch(registry.artifact_path(info.name, info.version), info.artifact_sha256)
+        is None
+    )
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_rollback_env_to_a_tampered_version_of_the_running_image(
+    tmp_path: Path, engine: Engine, force: bool
+) -> None:
+    registry = make_registry(tmp_path, image_version="img-1")
+    v1 = train_and_register(registry)
+    v2 = train_and_register(registry)
+    for info in (v1, v2):
+        make_release(
+            engine,
+            models={info.name: info.version},
+            digests={info.name: info.artifact_sha256},
+            image_version="img-1",
+        )
+    _tamper_stored_artifact(registry, v1)
+    verdict_fn = compat_verdict_fn(registry, "img-1", record=False)
+
+    if not force:
+        with pytest.raises(ConflictError, match="digest failed: artifact sha256 mismatch"):
+            rollback_env(engine, "prd", actor="oncall", reason="v2 bad", verdict_fn=verdict_fn)
+        unchanged = current_release(engine, "prd")
+        assert unchanged is not None
+        assert unchanged.model_versions == {v2.name: v2.version}
+        return
+    release = rollback_env(
+        engine, "prd", actor="oncall", reason="v2 bad", force=True, verdict_fn=verdict_fn
+    )
+    assert release.forced is True
+    assert release.model_versions == {v1.name: v1.version}
+    stored = current_release(engine, "prd")
+    assert stored is not None
+    assert (stored.id, stored.forced) == (release.id, True)
 
 
 def test_probe_artifact_hanging_unpickle_times_out(
