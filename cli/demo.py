@@ -11,9 +11,11 @@ demo (`cli.lifecycle.DEMO_OVERRIDES`).
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
 
@@ -27,6 +29,50 @@ from core.db import make_engine, upgrade
 from core.db.engine import table_names
 
 
+def _embedded_sqlite_file(url: str) -> Path | None:
+    """The file behind a `sqlite:///` URL, or None for any other database."""
+    prefix = "sqlite:///"
+    return Path(url[len(prefix) :]) if url.startswith(prefix) else None
+
+
+def demo_state_paths(settings: Settings) -> list[Path]:
+    """What a previous demo left under LOCAL_DIR: the state and MLflow stores, model cache,
+    release state, spill and reports (not the source data: create_data is idempotent).
+
+    Only embedded stores inside LOCAL_DIR are listed: a demo pointed at real servers
+    (Postgres, an MLflow server) never deletes anything.
+    """
+    local = settings.LOCAL_DIR.resolve()
+    candidates: list[Path] = [
+        local / "release_state",
+        settings.MODEL_CACHE_DIR,
+        settings.TRAFFIC_SPILL_DIR,
+        settings.reports_dir,
+        Path(settings.MLFLOW_ARTIFACT_LOCATION),
+    ]
+    for url in (settings.database_url, settings.MLFLOW_TRACKING_URI):
+        file = _embedded_sqlite_file(url)
+        if file is not None:
+            candidates += [file, Path(f"{file}-wal"), Path(f"{file}-shm")]
+    resolved = [path.resolve() for path in candidates if path.exists()]
+    return [path for path in resolved if path.is_relative_to(local) and path != local]
+
+
+def step_fresh_state(settings: Settings, console: Console) -> None:
+    """Start from empty embedded stores, so `make demo` tells the same story every run."""
+    removed = demo_state_paths(settings)
+    for path in removed:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if removed:
+        names = ", ".join(str(p.relative_to(settings.LOCAL_DIR.resolve())) for p in removed)
+        console.print(f"previous demo state removed from {settings.LOCAL_DIR}: {names}")
+    else:
+        console.print(f"no previous demo state in {settings.LOCAL_DIR}")
+
+
 def step_migrate(settings: Settings, console: Console) -> None:
     """Migrate the state database."""
     engine = make_engine(settings.database_url)
@@ -38,6 +84,7 @@ def step_migrate(settings: Settings, console: Console) -> None:
 LIFECYCLE = Lifecycle()
 
 STEPS: list[tuple[str, Callable[[Settings, Console], None]]] = [
+    ("fresh demo state", step_fresh_state),
     ("state database", step_migrate),
     ("source data", step_source_data),
     ("v1 champion", LIFECYCLE.step_champion),
@@ -53,6 +100,9 @@ STEPS: list[tuple[str, Callable[[Settings, Console], None]]] = [
 ]
 
 
+LOCAL_STEPS = (step_fresh_state, step_migrate, step_source_data)
+
+
 def run_demo(console: Console) -> None:
     """Run every step in order, numbered, with the demo's short canary policy."""
     apply_demo_environment()
@@ -61,7 +111,7 @@ def run_demo(console: Console) -> None:
     warm_up: list[threading.Thread] = []
     try:
         for number, (title, step) in enumerate(STEPS, start=1):
-            if step not in (step_migrate, step_source_data):  # needs Prefect and MLflow
+            if step not in LOCAL_STEPS:  # the later steps need Prefect and MLflow warm
                 for thread in warm_up:
                     thread.join()
             console.rule(f"[bold]{number}. {title}")
