@@ -53,17 +53,24 @@ def refusal(env: str, image_version: str | None) -> str | None:
     if env != "local" and not (image_version or "").strip():
         return (
             f"deploy: IMAGE_VERSION is empty; {env} would run the image "
-            f"'registry.example.com/stateful-ml:' (set it: make deploy ENV={env} IMAGE_VERSION=1.4.0)"
+            "'registry.example.com/stateful-ml:' "
+            f"(set it: make deploy ENV={env} IMAGE_VERSION=1.4.0)"
         )
     return None
 
 
 def _prefect(args: list[str]) -> None:
-    """Run one `prefect --no-prompt ...` command in the repository; exit with its code if it fails."""
+    """Run `prefect --no-prompt ...` in the repository.
+
+    Raises:
+        typer.Exit: with prefect's exit code when the command fails.
+    """
     command = [sys.executable, "-m", "prefect", "--no-prompt", *args]
-    result = subprocess.run(command, cwd=ROOT, check=False)  # noqa: S603 (our own argv)
+    result = subprocess.run(command, cwd=ROOT, check=False)
     if result.returncode != 0:
-        typer.echo(f"deploy: `prefect {' '.join(args)}` failed (exit {result.returncode})", err=True)
+        typer.echo(
+            f"deploy: `prefect {' '.join(args)}` failed (exit {result.returncode})", err=True
+        )
         raise typer.Exit(result.returncode)
 
 

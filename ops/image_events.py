@@ -13,10 +13,11 @@ every pool) and the `image_version` parameter, whose check refuses a run on any 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
@@ -42,9 +43,7 @@ def image_job_variables(image_version: str, image_repository: str | None) -> dic
 
 
 @flow(name="image-published")
-def image_published(
-    image_version: str, env: str, image_repository: str | None = None
-) -> UUID:
+def image_published(image_version: str, env: str, image_repository: str | None = None) -> UUID:
     """Start `retrain-on-image-change/<env>` on the published image; returns its run id.
 
     Args:
@@ -56,17 +55,25 @@ def image_published(
         ValueError: `image_version` is empty.
     """
     job_variables = image_job_variables(image_version, image_repository)
-    run = run_deployment(
-        name=f"{RETRAIN_FLOW}/{env}",
-        parameters={"image_version": image_version},
-        job_variables=job_variables,
-        timeout=0,  # start it; the retrain's own run reports its outcome
-        as_subflow=False,
-        # a retried relay run must not start a second retrain
-        idempotency_key=f"image-published-{flow_run.get_id()}",
+    # sync_compatible: called from a sync flow it returns the FlowRun, not a coroutine
+    run = cast(
+        FlowRun,
+        run_deployment(
+            name=f"{RETRAIN_FLOW}/{env}",
+            parameters={"image_version": image_version},
+            job_variables=job_variables,
+            timeout=0,  # start it; the retrain's own run reports its outcome
+            as_subflow=False,
+            # a retried relay run must not start a second retrain
+            idempotency_key=f"image-published-{flow_run.get_id()}",
+        ),
     )
     get_run_logger().info(
         "started %s/%s run %s on image %s with job variables %s",
-        RETRAIN_FLOW, env, run.name, image_version, job_variables,
+        RETRAIN_FLOW,
+        env,
+        run.name,
+        image_version,
+        job_variables,
     )
     return run.id
