@@ -201,11 +201,12 @@ def up(
     """Start what is not running, wait until all serve, print the variables to export."""
     stack = _stack(local_dir, prefect_port, mlflow_port)
     checks = health_checks(stack)
-    for name, argv in stack.commands().items():
+    commands = stack.commands()
+    for name in ("prefect-server", "mlflow", "worker"):
+        if name == "worker":  # the worker needs the Prefect server: wait for it first
+            wait_healthy(stack, "prefect-server", checks["prefect-server"])
         if running_pid(stack, name) is None:
-            start(stack, name, argv)
-        if name == "prefect-server":  # the worker needs the server: wait for it first
-            wait_healthy(stack, name, checks[name])
+            start(stack, name, commands[name])
     for name, check in checks.items():
         wait_healthy(stack, name, check)
         typer.echo(f"up: {name} healthy (pid {running_pid(stack, name)})", err=True)
