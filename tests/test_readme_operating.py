@@ -73,6 +73,7 @@ def _environment(tmp_path: Path, clone: Path) -> dict[str, str]:
         "PREFECT_PORT": str(_free_port()),
         "MLFLOW_PORT": str(_free_port()),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_WORKER_QUERY_SECONDS": "3",  # the worker polls sooner (default 10 s)
     }
 
 
@@ -107,11 +108,17 @@ def _run_state(api: str, output: str) -> str:
 
 
 def _triggered_retrain(api: str, image_version: str, timeout: float = 240) -> dict[str, Any]:
-    """The retrain-on-image-change run an image.published event started (waits for it)."""
+    """The retrain-on-image-change/local run an image.published event started (through the
+    relay image-published/local), waiting for it."""
+    response = httpx.get(f"{api}/deployments/name/retrain-on-image-change/local", timeout=30)
+    response.raise_for_status()
+    retrain = response.json()["id"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for run in _flow_runs(api):
-            if run["parameters"].get("image_version") == image_version:
+            if run["deployment_id"] == retrain and (
+                run["parameters"].get("image_version") == image_version
+            ):
                 return run
         time.sleep(3)
     pytest.fail(f"no retrain run with image_version={image_version} after {timeout} s")
@@ -145,7 +152,8 @@ def test_readme_laptop_block_on_a_fresh_clone(tmp_path: Path) -> None:
                 version = re.search(r'"image_version": "([^"]+)"', command)
                 assert version
                 run = _triggered_retrain(env["PREFECT_API_URL"], version[1])
-                assert run["job_variables"]["env"]["IMAGE_VERSION"] == version[1]
+                assert run["parameters"] == {"image_version": version[1]}
+                assert run["job_variables"] == {"env": {"IMAGE_VERSION": version[1]}}
     finally:
         _run("make down", clone, env, timeout=120)
     assert not mismatches, "\n".join(mismatches)
