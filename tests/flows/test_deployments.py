@@ -103,6 +103,17 @@ def test_deploy_all_then_run_controller_through_a_process_worker(
     assert list(states.values()) == ["COMPLETED"], json.dumps(states) + "\n" + worker_log
 
 
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    """Stop the worker this test started, and the flow runs it started (its own session):
+    SIGTERM, then SIGKILL when a run it waits for does not end in time."""
+    os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+
+
 def _wait_for_run(deployment_name: str, image_version: str, timeout: float = 300) -> FlowRun:
     """The run of a deployment whose image_version parameter is `image_version`, once a
     worker has picked it up (no longer Scheduled/Pending)."""
@@ -169,8 +180,7 @@ def test_image_published_event_starts_a_retrain_on_the_new_image(
         assert run.parameters == {"image_version": "9.9.9"}
         assert run.job_variables == {"env": {"IMAGE_VERSION": "9.9.9"}}
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)  # the worker this test started, and its runs
-        worker.wait(timeout=60)
+        _stop(worker)
 
     # And the stg relay starts the stg retrain on the image registry.example.com/...:9.9.9
     run_id = image_published("9.9.9", "stg", "registry.example.com/stateful-ml")
