@@ -5,7 +5,10 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export DO_NOT_TRACK ?= 1
 
-.PHONY: setup demo test term lint bench data migrate deploy worker clean
+.PHONY: setup demo test term lint bench data migrate up down deploy worker clean
+
+# make deploy [ENV=local|stg|prd] [IMAGE_VERSION=...]; make up [PREFECT_PORT=4200] [MLFLOW_PORT=5000]
+ENV ?= local
 
 setup: ## install uv if absent, then the locked environment
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -34,8 +37,14 @@ migrate: setup
 data: setup
 	$(UV) run python create_data.py
 
-deploy: setup ## apply every deployment in prefect.yaml to PREFECT_API_URL
-	$(UV) run prefect --no-prompt deploy --all
+up: setup ## a local Prefect server, MLflow server and process worker in the background (.local/up/)
+	$(UV) run python -m ops.local_stack up
+
+down: ## stop what `make up` started
+	$(UV) run python -m ops.local_stack down
+
+deploy: setup ## ENV's deployments (default local) to PREFECT_API_URL, creating the work pool if absent
+	$(UV) run python -m ops.deploy --env $(ENV)
 
 worker: setup ## a local process worker for the `local` deployments
 	$(UV) run prefect work-pool create local --type process --overwrite

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = [sys.executable, "-m", "prefect"]
@@ -77,7 +83,7 @@ def test_deploy_all_then_run_controller_through_a_process_worker(
     with get_client(sync_client=True) as client:
         deployments = client.read_deployments()
         names = {d.name for d in deployments}
-        assert len(deployments) == 18
+        assert len(deployments) == 21  # 7 flows (6 + the image.published relay) x 3
         assert names == {"local", "stg", "prd"}
         controller_prd = client.read_deployment_by_name("rollout-controller/prd")
         assert controller_prd.schedules[0].schedule.cron == "* * * * *"
@@ -95,3 +101,99 @@ def test_deploy_all_then_run_controller_through_a_process_worker(
         runs = client.read_flow_runs()
         states = {r.name: r.state_type.value for r in runs}
     assert list(states.values()) == ["COMPLETED"], json.dumps(states) + "\n" + worker_log
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> None:
+    """Stop the worker this test started, and the flow runs it started (its own session):
+    SIGTERM, then SIGKILL when a run it waits for does not end in time."""
+    os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+
+
+def _wait_for_run(deployment_name: str, image_version: str, timeout: float = 300) -> FlowRun:
+    """The run of a deployment whose image_version parameter is `image_version`, once a
+    worker has picked it up (no longer Scheduled/Pending)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(deployment_name)
+        only = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+        while time.monotonic() < deadline:
+            for run in client.read_flow_runs(deployment_filter=only):
+                started = run.state_type is not None and run.state_type.value not in (
+                    "SCHEDULED",
+                    "PENDING",
+                )
+                if run.parameters.get("image_version") == image_version and started:
+                    return run
+            time.sleep(3)
+    pytest.fail(f"no started {deployment_name} run with image_version={image_version}")
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_image_published_event_starts_a_retrain_on_the_new_image(
+    isolated_settings: Path, tmp_path: Path
+) -> None:
+    """`prefect event emit image.published` -> image-published/local (a trigger) -> a
+    retrain-on-image-change/local run carrying the event's image_version and IMAGE_VERSION;
+    the stg relay gives its retrain the image tag too (its Kubernetes pool has no worker here,
+    so the relay runs in-process against the same server)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    from ops.image_events import image_published
+
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "IMAGE_VERSION": "img-test",
+        "PWD": str(ROOT),
+    }
+    # Given the local and stg deployments (make deploy; make deploy ENV=stg) and a worker
+    for target in ("local", "stg"):
+        subprocess.run(
+            [sys.executable, "-m", "ops.deploy", "--env", target],
+            cwd=ROOT, env=env, check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [*PREFECT, "worker", "start", "--pool", "local", "--type", "process"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        # When the README's event is emitted for image 9.9.9
+        _prefect(
+            ["event", "emit", "image.published", "--resource-id", "stateful-ml.image.9.9.9",
+             "--payload", '{"image_version": "9.9.9"}'],
+            env,
+        )  # fmt: skip
+
+        # Then a retrain run starts with the event's image version as parameter and env
+        run = _wait_for_run("retrain-on-image-change/local", "9.9.9")
+        assert run.parameters == {"image_version": "9.9.9"}
+        assert run.job_variables == {"env": {"IMAGE_VERSION": "9.9.9"}}
+    finally:
+        _stop(worker)
+
+    # And the stg relay starts the stg retrain on the image registry.example.com/...:9.9.9
+    run_id = image_published("9.9.9", "stg", "registry.example.com/stateful-ml")
+    with get_client(sync_client=True) as client:
+        stg_run = client.read_flow_run(run_id)
+        relays = client.read_flow_runs()
+    assert stg_run.parameters == {"image_version": "9.9.9"}
+    assert stg_run.job_variables == {
+        "image": "registry.example.com/stateful-ml:9.9.9",
+        "env": {"IMAGE_VERSION": "9.9.9"},
+    }
+    # (the event also started the stg relay: scheduled on its Kubernetes pool)
+    assert any(
+        r.parameters.get("env") == "stg" and r.parameters.get("image_version") == "9.9.9"
+        for r in relays
+    )
