@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from core.image_events import image_job_variables
 from ops.deploy import pool_create_args, refusal
-from ops.image_events import image_job_variables
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """prefect.yaml: every deployment points at a real flow that accepts its parameters, on its
 environment's work pool; `image.published` reaches each environment's retrain through the
-relay `image-published/<env>` (ops/image_events.py)."""
+relay `image-published/<env>` (flows/image_published.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _id(d: dict[str, Any]) -> str:
 
 def test_prefect_yaml_has_local_stg_and_prd_for_every_flow() -> None:
     per_flow = Counter(d["entrypoint"] for d in DEPLOYMENTS)
-    assert len(per_flow) == 7  # six flows + the image.published relay
+    assert len(per_flow) == 8  # seven flows + the image.published relay
     for entrypoint in per_flow:
         names = sorted(d["name"] for d in DEPLOYMENTS if d["entrypoint"] == entrypoint)
         assert names == ["local", "prd", "stg"], entrypoint
@@ -57,7 +57,7 @@ def test_controller_runs_every_minute_in_the_cluster_envs() -> None:
 
 POOLS = {"local": "local", "stg": "stateful-ml-stg", "prd": "stateful-ml-prd"}
 IMAGE_REPOSITORY = "registry.example.com/stateful-ml"
-RELAY = "ops/image_events.py:image_published"
+RELAY = "flows/image_published.py:image_published"
 
 
 @pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=_id)

@@ -83,7 +83,7 @@ def test_deploy_all_then_run_controller_through_a_process_worker(
     with get_client(sync_client=True) as client:
         deployments = client.read_deployments()
         names = {d.name for d in deployments}
-        assert len(deployments) == 21  # 7 flows (6 + the image.published relay) x 3
+        assert len(deployments) == 24  # 8 flows (7 + the image.published relay) x 3
         assert names == {"local", "stg", "prd"}
         controller_prd = client.read_deployment_by_name("rollout-controller/prd")
         assert controller_prd.schedules[0].schedule.cron == "* * * * *"
@@ -148,7 +148,7 @@ def test_image_published_event_starts_a_retrain_on_the_new_image(
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
-    from ops.image_events import image_published
+    from flows.image_published import image_published
 
     env = {
         **os.environ,

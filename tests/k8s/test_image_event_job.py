@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ops.image_events import image_job_variables
+from core.image_events import image_job_variables
 from tests.k8s.test_work_pool_template import ENV_FROM, render_job, work_pool_template
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ every pool) and the `image_version` parameter, whose check refuses a run on any 
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -21,25 +21,9 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 
+from core.image_events import image_job_variables
+
 RETRAIN_FLOW = "retrain-on-image-change"
-
-
-def image_job_variables(image_version: str, image_repository: str | None) -> dict[str, Any]:
-    """The job variables of a flow run that must run on `image_version`.
-
-    `image_repository` (e.g. `registry.example.com/stateful-ml`) sets the container image of
-    a Kubernetes pool; None for a process pool, which cannot change its code and only gets
-    `IMAGE_VERSION` (so a laptop follows the same path as a cluster).
-
-    Raises:
-        ValueError: `image_version` is empty (an image tag must name a version).
-    """
-    if not image_version.strip():
-        raise ValueError("image.published without a payload image_version: nothing to run on")
-    job_variables: dict[str, Any] = {"env": {"IMAGE_VERSION": image_version}}
-    if image_repository:
-        job_variables["image"] = f"{image_repository}:{image_version}"
-    return job_variables
 
 
 @flow(name="image-published")
