@@ -3,7 +3,8 @@
 The demo is a list of steps, each a function of (settings, console), in lifecycle order:
 state database, source data, v1 champion, the release ledger, simulated users through the
 router (in process), an image bump with retraining, shadow evaluation, canary stages up to
-promotion, a faulty candidate rolled back by the controller, and a summary with PNG plots
+promotion in stg, the same release promoted to prd through its own canary, a faulty
+candidate rolled back by the controller, and a summary with PNG plots
 of each stage's figures in `.local/reports/`. Prefect's temporary server starts once, at
 the first flow, and serves every flow of the run. The canary policy is shortened for the
 demo (`cli.lifecycle.DEMO_OVERRIDES`).
@@ -95,6 +96,7 @@ STEPS: list[tuple[str, Callable[[Settings, Console], None]]] = [
     ("shadow evaluation", LIFECYCLE.step_shadow),
     ("canary up to promotion", LIFECYCLE.step_canary),
     ("release state", step_release_state),
+    ("the stg release travels to prd", LIFECYCLE.step_promote_to_prd),
     ("faulty candidate rolled back", LIFECYCLE.step_faulty),
     ("summary and plots", LIFECYCLE.step_summary),
 ]

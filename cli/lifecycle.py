@@ -35,6 +35,8 @@ DEMO_IMAGE = "demo-image-2"
 # The demo's short canary policy (a laptop minute, not a production hour). Applied to the
 # process environment for the demo only, before any step reads Settings.
 DEMO_OVERRIDES: dict[str, str] = {
+    # the story runs in stg (tags with -rc); what stg promotes then travels to prd
+    "ENVIRONMENT": "stg",
     "CANARY_STAGES": "20,40,70,100",
     "CANARY_BAKE_SECONDS": "0.5",
     "CANARY_MIN_SAMPLES": "30",
@@ -86,7 +88,17 @@ def start_warm_up(settings: Settings) -> list[threading.Thread]:
 
 
 def apply_demo_environment() -> None:
-    """Set the demo's policy and quiet Prefect logs; Settings are re-read afterwards."""
+    """Set the demo's policy and quiet Prefect logs; Settings are re-read afterwards.
+
+    stg and prd share one state database and one MLflow store, as in the shipped config:
+    here the embedded ones. Outside dev the state database must be named explicitly, so
+    the embedded default is named by its absolute path (unless env or .env set one).
+    """
+    from config.settings import DEFAULT_DATABASE_URL, value_sources
+
+    if value_sources()["DATABASE_URL"] == "default":
+        embedded = Path(DEFAULT_DATABASE_URL.removeprefix("sqlite:///")).resolve()
+        os.environ["DATABASE_URL"] = f"sqlite:///{embedded}"
     for key, value in (DEMO_OVERRIDES | PREFECT_QUIET).items():
         os.environ[key] = value
     get_settings.cache_clear()
@@ -173,6 +185,14 @@ class Lifecycle:
         self.service.writer.flush()
         return roles
 
+    def _use_env(self, env: str) -> Settings:
+        """Switch the demo to `env` (its own router, aliases and releases); new Settings."""
+        if os.environ.get("ENVIRONMENT") != env:
+            self.close()  # the in-process router serves one environment
+            os.environ["ENVIRONMENT"] = env
+            get_settings.cache_clear()
+        return get_settings()
+
     def _sync_router(self) -> None:
         """Let the router see the ledger's new state now (it polls every 0.2 s anyway)."""
         if self.service is not None:
@@ -211,11 +231,15 @@ class Lifecycle:
 
     # --- steps -----------------------------------------------------------------------
     def step_champion(self, settings: Settings, console: Console) -> None:  # noqa: ARG002 (a demo step's signature)
-        """Train v1 on the running image: no champion yet, so it becomes the champion."""
+        """Train v1 on the running image in stg (no champion yet: it becomes the champion);
+        prd's retrain finds v1 for this image and gives prd its own first release of it."""
         from flows.retrain_on_image_change import retrain_on_image_change
 
-        for o in retrain_on_image_change():
-            console.print(f"{o.model}: {o.action} v{o.version} ({o.reason})")
+        for env in ("stg", "prd"):
+            self._use_env(env)
+            for o in retrain_on_image_change():
+                console.print(f"{env}: {o.model}: {o.action} v{o.version} ({o.reason})")
+        self._use_env("stg")
 
     def step_users(self, settings: Settings, console: Console) -> None:
         """Simulated users through the router in process, with thumbs and labels."""
@@ -262,6 +286,29 @@ class Lifecycle:
         status = self._drive_canary(settings, console, active[0].id)
         console.print(f"rollout #{active[0].id}: [bold]{status}[/bold]")
 
+    def step_promote_to_prd(self, settings: Settings, console: Console) -> None:  # noqa: ARG002 (a demo step's signature)
+        """What stg promoted travels to prd: same versions and digests, its own canary."""
+        from cli.tables import status_table
+        from core.db import state_database
+        from flows.promote_release import promote_release
+
+        prd = self._use_env("prd")
+        rollouts = promote_release(
+            from_env="stg", to_env="prd", actor="demo-operator", reason="stg promoted it"
+        )
+        for rollout in rollouts:
+            console.print(
+                f"prd rollout #{rollout.id}: {rollout.model_name} v{rollout.candidate_version} "
+                f"(champion v{rollout.champion_version}), as stg promoted it"
+            )
+            self.rollouts.append(rollout.id)
+            status = self._drive_canary(prd, console, rollout.id)
+            console.print(f"rollout #{rollout.id}: [bold]{status}[/bold]")
+        console.print("[dim]$ sml status[/dim]")
+        with state_database(prd.database_url) as engine:
+            console.print(status_table(engine))
+        self._use_env("stg")
+
     def step_faulty(self, settings: Settings, console: Console) -> None:
         """A faulty candidate (raises on half its inputs) goes to canary; it is rolled back."""
         from core import ledger
@@ -294,12 +341,13 @@ class Lifecycle:
         self.close()
         engine = _engine(settings)
         try:
-            releases = ledger.releases_history(engine, settings.ENVIRONMENT, 10)
-            table = Table(title=f"releases of {settings.ENVIRONMENT}")
-            for column in ("#", "tag", "models", "reason"):
+            table = Table(title="releases of stg and prd")
+            for column in ("#", "env", "tag", "models", "reason"):
                 table.add_column(column)
-            for r in reversed(releases):
-                table.add_row(str(r.id), r.tag, str(r.model_versions), (r.reason or "")[:60])
+            for env in ("stg", "prd"):
+                for r in reversed(ledger.releases_history(engine, env, 10)):
+                    models = str(r.model_versions)
+                    table.add_row(str(r.id), env, r.tag, models, (r.reason or "")[:60])
             console.print(table)
             out_dir = settings.reports_dir
             for rollout_id in self.rollouts:
@@ -322,7 +370,7 @@ class Lifecycle:
                     )
                     console.print(f"  stage figures plotted: {path}")
             aliases = open_registry(settings).aliases(MODEL)
-            console.print(f"MLflow aliases of {MODEL}: {aliases}")
+            console.print(f"MLflow aliases of {MODEL} (per environment): {aliases}")
             console.print(f"reports (PNG, markdown): {out_dir}")
         finally:
             engine.dispose()

@@ -104,8 +104,8 @@ class RetrainPlan:
         if self.step == "resume":
             first = " (its first release)" if self.role == "champion" else ""
             return (
-                f"{where}: v{self.version} was registered for image {self.image_version} "
-                f"but never given a role here: resuming as {self.alias}{first}, no training"
+                f"{where}: v{self.version} is registered for image {self.image_version} "
+                f"with no role here yet: it becomes {self.alias}{first}, no training"
             )
         return f"{where} has no version for image {self.image_version}: training"
 

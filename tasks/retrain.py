@@ -50,8 +50,9 @@ def plan_model(
     registered for the image: up to date, resume an existing version, or train."""
     plan = retrain.plan_model(engine, registry, model_name, image, env=settings.ENVIRONMENT)
     logger = get_run_logger()
-    # an earlier run (or another environment's) registered a version with no role here
-    level = logger.warning if plan.step == "resume" else logger.info
+    # a version with no role here: another environment's run trained it (a first release
+    # here, expected), or an earlier run of this one died before giving it its role
+    level = logger.warning if plan.step == "resume" and plan.role != "champion" else logger.info
     level(plan.describe())
     return plan
 

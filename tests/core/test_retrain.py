@@ -85,7 +85,7 @@ def test_plan_retrain_resumes_a_version_registered_but_never_given_a_role() -> N
     plan = plan_retrain(MODEL, IMAGE, [_version("2")], "1", env="dev")
 
     assert (plan.step, plan.role, plan.resume_version) == ("resume", "candidate", "2")
-    assert "never given a role" in plan.describe()
+    assert "with no role here yet" in plan.describe()
 
 
 def test_plan_retrain_resumes_a_first_champion_that_never_got_its_release() -> None:

@@ -2,8 +2,9 @@
 
 Runs every demo step in process under the session's Prefect harness with isolated
 settings, then checks the final state exactly: MLflow aliases, the env's releases, and
-every event of both rollouts (the good candidate promoted through all stages, the faulty
-one rolled back by the controller).
+every event of the three rollouts (the good candidate promoted through all stages in stg,
+the same release promoted through its own canary in prd, the faulty one rolled back by the
+controller in stg).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def test_demo_lifecycle_final_state_exact(db_url: str, monkeypatch: pytest.Monke
 
     monkeypatch.setenv("DATABASE_URL", db_url)
     # the demo sets these in the process environment: let monkeypatch restore them
-    for key in (*DEMO_OVERRIDES, *PREFECT_QUIET, "IMAGE_VERSION"):
+    for key in (*DEMO_OVERRIDES, *PREFECT_QUIET, "IMAGE_VERSION", "ENVIRONMENT"):
         monkeypatch.setenv(key, os.environ.get(key, "local" if key == "IMAGE_VERSION" else ""))
     get_settings.cache_clear()
     out = io.StringIO()
@@ -41,16 +42,29 @@ def test_demo_lifecycle_final_state_exact(db_url: str, monkeypatch: pytest.Monke
     text = out.getvalue()
     assert "demo finished" in text
     aliases = ModelRegistry.from_settings(settings).aliases(MODEL)
-    assert aliases == {"dev-champion": "2", "dev-previous": "1"}
+    assert aliases == {
+        "stg-champion": "2",
+        "stg-previous": "1",
+        "prd-champion": "2",
+        "prd-previous": "1",
+    }
 
     engine = make_engine(settings.database_url)
     try:
-        releases = list(reversed(ledger.releases_history(engine, "dev", 10)))
-        assert [r.model_versions for r in releases] == [{MODEL: "1"}, {MODEL: "2"}]
-        assert releases[1].parent_id == releases[0].id
-        assert releases[1].image_version == "demo-image-2"
+        stg = list(reversed(ledger.releases_history(engine, "stg", 10)))
+        prd = list(reversed(ledger.releases_history(engine, "prd", 10)))
+        for releases in (stg, prd):
+            assert [r.model_versions for r in releases] == [{MODEL: "1"}, {MODEL: "2"}]
+            assert releases[1].parent_id == releases[0].id
+            assert releases[1].image_version == "demo-image-2"
+        assert all(r.tag.endswith("-rc") for r in stg)
+        assert not any(r.tag.endswith("-rc") for r in prd)
+        # the same release travelled: same versions, same artifact digests
+        assert prd[1].artifact_digests == stg[1].artifact_digests
+        assert ledger.releases_history(engine, "dev", 10) == []
 
-        good, faulty = sorted(ledger.list_rollouts(engine, "dev"), key=lambda r: r.id)
+        good, faulty = sorted(ledger.list_rollouts(engine, "stg"), key=lambda r: r.id)
+        (travelled,) = ledger.list_rollouts(engine, "prd")
         assert (good.candidate_version, good.champion_version, good.status) == (
             "2",
             "1",
@@ -70,6 +84,19 @@ def test_demo_lifecycle_final_state_exact(db_url: str, monkeypatch: pytest.Monke
             (3, 100.0),
             (3, 100.0),
         ]
+        assert (travelled.candidate_version, travelled.champion_version, travelled.status) == (
+            "2",
+            "1",
+            "promoted",
+        )
+        assert travelled.forced is False
+        assert [e.kind for e in ledger.rollout_events(engine, travelled.id)] == [
+            "start",
+            "advance",
+            "advance",
+            "advance",
+            "promote",
+        ]
         assert (faulty.candidate_version, faulty.champion_version, faulty.status) == (
             "3",
             "2",
@@ -80,11 +107,11 @@ def test_demo_lifecycle_final_state_exact(db_url: str, monkeypatch: pytest.Monke
         assert events[-1].actor == "rollout-controller"
         assert events[-1].figures is not None
         assert events[-1].figures["verdict"]["tests"]["error_rate"]["reject"] is True
-        assert ledger.active_rollouts(engine, "dev") == []
+        assert ledger.active_rollouts(engine) == []
     finally:
         engine.dispose()
 
     reports = settings.reports_dir
-    for name in ("rollout-1-stages.png", "rollout-2-stages.png"):
-        assert (reports / name).stat().st_size > 0
+    for rollout_id in (1, 2, 3):
+        assert (reports / f"rollout-{rollout_id}-stages.png").stat().st_size > 0
     assert (reports / f"shadow-{MODEL}-v2" / "shadow-latency.png").exists()
