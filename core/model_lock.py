@@ -136,24 +136,39 @@ def _sqlite_lock(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline, waited = time.monotonic() + timeout, False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise _timed_out(model, timeout) from None
-                if not waited:
-                    waited = True
-                    on_wait()
-                time.sleep(POLL_SECONDS)
+        _wait_for(lambda: _try_flock(fd), model, timeout, on_wait)
         try:
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _wait_for(
+    try_lock: Callable[[], bool], model: str, timeout: float, on_wait: Callable[[], None]
+) -> None:
+    """Poll `try_lock` until it succeeds; call `on_wait` once when it first fails.
+
+    Raises:
+        ModelLockTimeout: still not acquired after `timeout` seconds.
+    """
+    deadline, waited = time.monotonic() + timeout, False
+    while not try_lock():
+        if time.monotonic() >= deadline:
+            raise _timed_out(model, timeout)
+        if not waited:
+            waited = True
+            on_wait()
+        time.sleep(POLL_SECONDS)
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _try_pg_lock(conn: Connection, key: int) -> bool:
@@ -167,14 +182,7 @@ def _postgres_lock(
     key = model_lock_key(model)
     # a dedicated connection, outside any transaction: the lock lives as long as it does
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        deadline, waited = time.monotonic() + timeout, False
-        while not _try_pg_lock(conn, key):
-            if time.monotonic() >= deadline:
-                raise _timed_out(model, timeout)
-            if not waited:
-                waited = True
-                on_wait()
-            time.sleep(POLL_SECONDS)
+        _wait_for(lambda: _try_pg_lock(conn, key), model, timeout, on_wait)
         try:
             yield
         finally:
