@@ -1,6 +1,7 @@
 """Must show (issue 10): stg and prd on one MLflow store and one Postgres state database.
 
-Versions registered once (shared), a first release in each environment, a stg canary
+Retrain's own steps (`core.retrain`: plan on the ledger, train, judge, give the role) give
+each environment its first release of one shared v1 and stg its candidate v2; a stg canary
 driven to promotion through the real controller, the same versions promoted to prd
 (`core.promotion`), a prd canary to promotion, then a prd rollback; the controller ticks
 BOTH environments throughout. After every tick each environment's aliases are exactly
@@ -20,12 +21,13 @@ import pytest
 from sqlalchemy import Engine
 
 from config import load_settings
-from core import ledger
+from core import ledger, retrain
 from core.aliases import env_alias
 from core.controller import CanaryPolicy, reconcile
 from core.db import make_engine, upgrade
 from core.promotion import promote_release
 from core.registry import ModelRegistry
+from core.retrain import RetrainOutcome
 from core.simulation import Arm, write_simulated_traffic
 from tests.factories import make_registry, train_and_register
 
@@ -108,26 +110,39 @@ class World:
             assert outcomes == [f"{env}:{'promoted' if last else 'advanced'}"], outcomes
 
 
-def _first_release(engine: Engine, registry: ModelRegistry, env: str, version: str) -> None:
-    """The env's first release and its champion alias (what a first retrain records)."""
-    info = registry.get_version(MODEL, version)
-    ledger.record_release(
-        engine, env=env, model_versions={MODEL: version},
-        artifact_digests={MODEL: info.artifact_sha256}, reason="first release", actor="retrain",
-        **VERSIONS,
-    )  # fmt: skip
-    registry.set_alias(MODEL, env_alias(env, "champion"), version)
+def _retrain(engine: Engine, registry: ModelRegistry, env: str, image: str) -> RetrainOutcome:
+    """What retrain-on-image-change does for the model in `env` on `image`: its core steps
+    (tasks/retrain.py wraps each), with the training itself from the factories."""
+    settings = load_settings()
+    plan = retrain.plan_model(engine, registry, MODEL, image, env=env)
+    if plan.up_to_date:
+        return RetrainOutcome.nothing_to_do(plan)
+    report = retrain.judge_champion(registry, plan)
+    version = plan.resume_version or train_and_register(registry, image_version=image).version
+    verdict = report.verdict if report is not None else None
+    return retrain.give_role(
+        engine, registry, plan, version, verdict, settings=settings, actor="retrain"
+    )
 
 
 def test_stg_canary_then_prd_promotion_and_rollback_never_cross_environments(
-    engine: Engine, policy: CanaryPolicy, tmp_path: Path
+    engine: Engine, policy: CanaryPolicy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("CODE_VERSION", VERSIONS["code_version"])
     registry = make_registry(tmp_path)
-    v1 = train_and_register(registry).version  # one retrain per image: versions are shared
-    v2 = train_and_register(registry).version
-    for env in ENVS:
-        _first_release(engine, registry, env, v1)
-    registry.set_alias(MODEL, "stg-candidate", v2)  # the retrain in stg named its candidate
+    # retrain: stg trains v1 and records its first release; prd finds v1 for the image
+    # (versions are shared, one retrain per image) and records its own first release of it
+    stg_first = _retrain(engine, registry, "stg", "img-1")
+    prd_first = _retrain(engine, registry, "prd", "img-1")
+    v1 = stg_first.version
+    assert (stg_first.action, prd_first.action, prd_first.version) == (
+        "first_champion", "first_champion", v1,
+    )  # fmt: skip
+    assert registry.aliases(MODEL) == {"stg-champion": v1, "prd-champion": v1}
+    # an image bump: stg's retrain trains v2 as its candidate; prd's aliases do not move
+    stg_bump = _retrain(engine, registry, "stg", "img-2")
+    v2 = stg_bump.version
+    assert (stg_bump.action, stg_bump.champion_version) == ("candidate", v1)
     world = World(
         engine, registry, policy,
         expected={"stg": {"stg-champion": v1, "stg-candidate": v2}, "prd": {"prd-champion": v1}},
@@ -179,7 +194,8 @@ def _assert_releases(engine: Engine, v1: str, v2: str) -> None:
         (f"v0.1.0-intent-classifierv{v1}", v1, False),
     ]
     reasons = [(r.reason or "").split(" (")[0] for r in (*stg, *prd)]
-    assert reasons[:4] == ["first release", f"promote {MODEL} v{v2}", "first release", reasons[1]]
+    first = f"first champion: {MODEL} v{v1} trained on image img-1"  # by retrain, per env
+    assert reasons[:4] == [first, f"promote {MODEL} v{v2}", first, reasons[1]]
     assert reasons[4] == f"rollback to {prd[0].tag}"
     # the same artifact travelled: prd's v2 release holds stg's digest
     assert prd[1].artifact_digests == stg[1].artifact_digests
