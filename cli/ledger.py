@@ -45,7 +45,7 @@ from core.ledger import (
 from core.timeparse import parse_time
 
 if TYPE_CHECKING:
-    from core.registry import ModelRegistry
+    pass
 
 console = Console()
 
@@ -169,53 +169,18 @@ def register(app: typer.Typer) -> None:
 # --- demo step and `sml term` helpers ---------------------------------------------------
 
 
-def first_release_from_registry(
-    engine: Engine, registry: ModelRegistry, settings: Settings
-) -> ReleaseRecord | None:
-    """Record the env's first release from the registry's `<env>-champion` aliases, if none yet.
-
-    Returns the current release (existing or new), or None when no model has a champion.
-    """
-    from core.aliases import env_alias
-    from core.ledger import record_release
-
-    env = settings.ENVIRONMENT
-    existing = current_release(engine, env)
-    if existing is not None:
-        return existing
-    versions: dict[str, str] = {}
-    digests: dict[str, str | None] = {}
-    for name in settings.MODELS:
-        champion = registry.version_by_alias(name, env_alias(env, "champion"))
-        if champion is not None:
-            versions[name] = champion.version
-            digests[name] = champion.artifact_sha256 or None
-    if not versions:
-        return None
-    return record_release(
-        engine,
-        env=env,
-        code_version=settings.CODE_VERSION,
-        image_version=settings.IMAGE_VERSION,
-        model_versions=versions,
-        artifact_digests=digests,
-        reason="first release: the registered champions",
-        actor="demo",
-    )
-
-
 def demo_step(settings: Settings, console: Console) -> None:
-    """Demo: record (or show) the env's first release, then `sml status` and `sml history`."""
+    """Demo: the env's current release (retrain records a first one, ledger first), then
+    `sml status` and `sml history`. It writes nothing: the ledger never follows MLflow."""
     env = settings.ENVIRONMENT
     with state_database(settings.database_url, ledger=False) as engine:
-        before = current_release(engine, env)
-        release = first_release_from_registry(engine, open_registry(settings), settings)
+        release = current_release(engine, env)
         if release is None:
-            console.print(f"no model has a champion yet: nothing to release in {env}")
-        elif before is None:
-            console.print(f"recorded the first release of {env}: [bold]{release.tag}[/bold]")
+            console.print(
+                f"nothing released in {env} yet: retrain-on-image-change records the first release"
+            )
         else:
-            console.print(f"{env} runs [bold]{release.tag}[/bold] (recorded earlier)")
+            console.print(f"{env} runs [bold]{release.tag}[/bold]")
         console.print("[dim]$ sml status[/dim]")
         console.print(status_table(engine))
         console.print(f"[dim]$ sml history --env {env}[/dim]")

@@ -14,22 +14,22 @@ from core.ledger import current_release, record_release, releases_history
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_demo_step_without_champion_says_so_and_shows_status(ledger_db: Engine) -> None:
+def test_demo_step_without_a_release_says_so_and_shows_status(ledger_db: Engine) -> None:
     console = Console(record=True, width=200)
     demo_step(load_settings(), console)
     text = console.export_text()
-    assert "no model has a champion yet: nothing to release in dev" in text
+    assert "nothing released in dev yet: retrain-on-image-change records the first" in text
     assert "(nothing released)" in text
     assert current_release(ledger_db, "dev") is None
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_demo_step_records_first_release_from_champions_once(
+def test_demo_step_shows_the_release_and_never_records_one_from_an_alias(
     ledger_db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from core.registry import ModelRegistry
-    from tests.factories import train_and_register
+    from tests.factories import make_release, train_and_register
 
     registry = ModelRegistry.from_settings(get_settings())
     champion = train_and_register(registry, alias="dev-champion")
@@ -38,20 +38,20 @@ def test_demo_step_records_first_release_from_champions_once(
     settings = load_settings()
 
     console = Console(record=True, width=200)
-    demo_step(settings, console)
-    text = console.export_text()
-    tag = f"v1.0-intent-classifierv{champion.version}"
-    assert f"recorded the first release of dev: {tag}" in text
-    assert "$ sml status" in text
-    assert "$ sml history --env dev" in text
-    assert "first release: the registered champions" in text
-    release = current_release(ledger_db, "dev")
-    assert release is not None
-    assert release.artifact_digests == {"intent-classifier": champion.artifact_sha256}
+    demo_step(settings, console)  # an alias alone is not a release: the ledger is the truth
+    assert "nothing released in dev yet" in console.export_text()
+    assert current_release(ledger_db, "dev") is None
 
+    release = make_release(
+        ledger_db, env="dev", models={"intent-classifier": champion.version},
+        digests={"intent-classifier": champion.artifact_sha256},
+    )  # fmt: skip
     again = Console(record=True, width=200)
     demo_step(settings, again)
-    assert f"dev runs {tag} (recorded earlier)" in again.export_text()
+    text = again.export_text()
+    assert f"dev runs {release.tag}" in text
+    assert "$ sml status" in text
+    assert "$ sml history --env dev" in text
     assert len(releases_history(ledger_db, "dev")) == 1
 
 
