@@ -107,6 +107,8 @@ class Traffic(Base):
     output: Mapped[str | None] = mapped_column(String(128))
     latency_ms: Mapped[float] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    # the release state (core.release_state) the answer was read from; NULL: none read
+    state_key: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         Index(None, "rollout_id", "ts"),
@@ -150,6 +152,8 @@ class Rollout(Base):
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
     # opened past a refusal (a promotion of versions that never completed a rollout upstream)
     forced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # the other models of a bundle: {model: {"champion": v, "candidate": v}}; None: one model
+    bundle: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     __table_args__ = (
         Index(None, "env", "status"),

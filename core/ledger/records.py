@@ -84,6 +84,9 @@ class RolloutRecord:
     forced: bool = False
     """True for a rollout opened past a refusal (a promotion forced past a missing upstream
     rollout); the release its promotion records is forced too."""
+    bundle: dict[str, dict[str, str]] | None = None
+    """The other models this rollout carries with `model_name` (its lead), as
+    {model: {"champion": version, "candidate": version}}; None for a rollout of one model."""
 
     @property
     def is_active(self) -> bool:
@@ -109,7 +112,24 @@ class RolloutRecord:
             ended_at=row.ended_at,
             event_seq=row.event_seq,
             forced=row.forced,
+            bundle={m: dict(v) for m, v in row.bundle.items()} if row.bundle else None,
         )
+
+    @property
+    def candidate_versions(self) -> dict[str, str]:
+        """{model: candidate version} of every model of the rollout, lead first."""
+        members = self.bundle or {}
+        return {self.model_name: self.candidate_version} | {
+            m: v["candidate"] for m, v in members.items()
+        }
+
+    @property
+    def champion_versions(self) -> dict[str, str]:
+        """{model: champion version} of every model of the rollout, lead first."""
+        members = self.bundle or {}
+        return {self.model_name: self.champion_version} | {
+            m: v["champion"] for m, v in members.items()
+        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ class TrafficRecord(NamedTuple):
     output: str | None
     latency_ms: float
     error: str | None
+    state_key: str | None = None
+    """The release state the answer was read from (None: the model reads no state)."""
 
 
 class FeedbackRecord(NamedTuple):
@@ -60,8 +62,8 @@ def decode_record(line: str) -> Record:
     item = json.loads(line)
     kind, request_id, ts, *rest = item
     when = datetime.fromisoformat(ts)
-    if kind == "t" and len(rest) == len(TRAFFIC_COLUMNS) - 2:
-        return TrafficRecord(request_id, when, *rest)
+    if kind == "t" and len(TRAFFIC_COLUMNS) - 3 <= len(rest) <= len(TRAFFIC_COLUMNS) - 2:
+        return TrafficRecord(request_id, when, *rest)  # spilled before state_key: None
     if kind == "f" and len(rest) == len(FEEDBACK_COLUMNS) - 2:
         return FeedbackRecord(request_id, when, *rest)
     raise ValueError(f"not a spill record: {line[:80]!r}")
