@@ -15,3 +15,7 @@ class ConflictError(SmlError):
 
 class DataError(SmlError):
     """Input data is unusable (empty, one class, unknown labels, bad schema)."""
+
+
+class StateNotReadyError(ConflictError):
+    """A model version's release state is not built yet, so it can take no traffic."""

@@ -22,7 +22,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,7 +45,7 @@ from sqlalchemy import (
 )
 
 from core.db import ReleaseStateRow, session_scope, utcnow
-from core.errors import DataError, NotFoundError
+from core.errors import DataError, NotFoundError, StateNotReadyError
 from core.ledger import current_release, release_at
 
 SCHEMA_PREFIX = "release_state_"
@@ -87,6 +87,39 @@ def state_key(model_versions: Mapping[str, str]) -> str:
     """A short stable digest of {model: version}: equal versions share one built state."""
     canonical = json.dumps({k: str(v) for k, v in sorted(model_versions.items())})
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def model_state_key(model_name: str, version: str) -> str:
+    """The state key of one model version (its answer index, for example)."""
+    return state_key({model_name: str(version)})
+
+
+def require_ready(
+    engine: Engine, model_versions: Mapping[str, str], stateful: Collection[str]
+) -> dict[str, str]:
+    """{model: state key} of the models in `model_versions` that read state (`stateful`),
+    when every one of those states is built and published.
+
+    Raises:
+        StateNotReadyError: naming each version whose state is not ready, and the fix.
+    """
+    keys = {
+        name: model_state_key(name, version)
+        for name, version in sorted(model_versions.items())
+        if name in stateful
+    }
+    missing = [
+        f"{name} v{model_versions[name]} (state {key})"
+        for name, key in keys.items()
+        if find_state(engine, key) is None
+    ]
+    if missing:
+        raise StateNotReadyError(
+            f"release state not ready for {', '.join(missing)}: a version takes no traffic "
+            "before its state is built; run the build_release_state flow or "
+            "`sml state build --model NAME --version N`"
+        )
+    return keys
 
 
 def schema_for(key: str) -> str:

@@ -33,6 +33,9 @@ class ModelFamily:
     split: Callable[[pd.DataFrame, Any], TrainingSplit]
     fit: Callable[[pd.DataFrame, Any], Any]
     params_of: Callable[[Any], dict[str, Any]]
+    state: str | None = None
+    """The kind of release state a version of this family reads when it serves (for
+    example `answer_index`: core.release_state builds it), or None: it reads none."""
 
     def parse_config(self, values: BaseModel | dict[str, Any] | None) -> Any:
         """A validated config of this family: the default, a dict of overrides, or as given.

@@ -32,6 +32,11 @@ class RoutingState:
     salt: str | None = None
     percent: float = 0.0
     status: str | None = None
+    lead_model: str | None = None
+    """The model whose traffic rows judge the rollout (its `model_name`); for a model of a
+    bundle, the bundle's lead. None when no rollout is active."""
+    bundle: tuple[str, ...] = ()
+    """Every model of the rollout, lead first (one model: just this one)."""
 
 
 def routing_state(engine: Engine, env: str) -> dict[str, RoutingState]:
@@ -51,15 +56,21 @@ def routing_state(engine: Engine, env: str) -> dict[str, RoutingState]:
             for name, version in (release.model_versions.items() if release else ())
         }
         for r in rollouts:
-            states[r.model_name] = RoutingState(
-                model_name=r.model_name,
-                champion_version=r.champion_version,
-                # a paused rollout keeps serving as it was: shadow (stage -1) or canary
-                mode="shadow" if r.status == "shadow" or r.stage_index < 0 else "canary",
-                candidate_version=r.candidate_version,
-                rollout_id=r.id,
-                salt=r.salt,
-                percent=r.percent if r.stage_index >= 0 else 0.0,
-                status=r.status,
-            )
+            members = {r.model_name: (r.champion_version, r.candidate_version)} | {
+                m: (v["champion"], v["candidate"]) for m, v in (r.bundle or {}).items()
+            }
+            for name, (champion, candidate) in members.items():
+                states[name] = RoutingState(
+                    model_name=name,
+                    champion_version=str(champion),
+                    # a paused rollout keeps serving as it was: shadow (stage -1) or canary
+                    mode="shadow" if r.status == "shadow" or r.stage_index < 0 else "canary",
+                    candidate_version=str(candidate),
+                    rollout_id=r.id,
+                    salt=r.salt,
+                    percent=r.percent if r.stage_index >= 0 else 0.0,
+                    status=r.status,
+                    lead_model=r.model_name,
+                    bundle=tuple(members),
+                )
         return states
