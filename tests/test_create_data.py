@@ -301,8 +301,10 @@ def test_create_data_cli_twice_gives_the_same_row_count(isolated_settings: Path)
     assert re.search(r"^400 new row\(s\)", first.stdout, re.MULTILINE)
     assert re.search(r"^0 new row\(s\).*\(400 already present\)", second.stdout, re.MULTILINE)
     assert "rows per month" in second.stdout
+    answers = len(synthetic.load_faq_corpus().entries())
+    assert re.search(rf"^{answers} FAQ answer\(s\) in 'faq_answers'", second.stdout, re.MULTILINE)
     assert synthetic.count_rows(engine) == 400
-    assert synthetic.count_rows(engine, FAQ_TABLE) == len(synthetic.load_faq_corpus().entries())
+    assert synthetic.count_rows(engine, FAQ_TABLE) == answers
     engine.dispose()
 
 
