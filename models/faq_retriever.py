@@ -169,11 +169,16 @@ class FaqRetriever(BaseEstimator):
         self.centroids_, _ = _unit_rows(centroids)
         return self
 
+    @property
+    def embedding_dims(self) -> int:
+        """The width of the rows `embed` returns (`dims`, or fewer on a tiny training set)."""
+        return int(self.svd_.n_components)
+
     def embed(self, texts: Sequence[str] | Any) -> np.ndarray:
         """Embed texts: float32, shape (n, dims), every row of length 1, deterministic."""
         items = as_text_list(texts)
         if not items:
-            return np.zeros((0, self.svd_.n_components), dtype=np.float32)
+            return np.zeros((0, self.embedding_dims), dtype=np.float32)
         unit, zero = _unit_rows(self.svd_.transform(self.features_.transform(items)))
         unit[zero] = self.fallback_
         return np.ascontiguousarray(unit, dtype=np.float32)

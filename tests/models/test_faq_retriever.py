@@ -110,6 +110,7 @@ def test_embed_is_float32_unit_rows_and_deterministic(retriever: FaqRetriever) -
 
     assert vectors.dtype == np.float32
     assert vectors.shape == (len(texts), RECENT_CONFIG.dims)
+    assert retriever.embedding_dims == RECENT_CONFIG.dims
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert np.array_equal(vectors, retriever.embed(texts))
     # one text alone embeds as it does in a batch, and as a one-column frame (pyfunc)
@@ -198,3 +199,15 @@ def test_registered_like_the_classifier_loads_back_identical_and_is_compat_ident
     # under another image it is unpickled in a fresh interpreter and reproduces its goldens
     report = check_version(registry, NAME, info.version, image_version="next-image")
     assert (report.verdict, report.golden_checked) == ("compatible", len(GOLDEN_INPUTS))
+
+
+def test_a_tiny_training_set_gets_fewer_dimensions_and_still_unit_rows() -> None:
+    train = training_frame().head(12)
+
+    tiny = FAMILY.fit(train, RECENT_CONFIG)
+    vectors = tiny.embed(["check my balance", ""])
+
+    assert tiny.embedding_dims <= 11
+    assert vectors.shape == (2, tiny.embedding_dims)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert set(tiny.predict(list(GOLDEN_INPUTS))) <= set(train["intent"])
