@@ -1,20 +1,33 @@
-"""The source table of training data: its schema, and a validating reader.
+"""The source tables: the queries (training data) and the FAQ answers, with validating readers.
 
-The table (default name `queries`) lives on SOURCE_DATABASE_URL: SQLite on a laptop,
-Postgres (Supabase is Postgres) in production. `create_data.py` creates and fills it.
-`read_queries` reads it over SQL, or over Supabase REST (supabase-py, paginated) when
-SUPABASE_URL and SUPABASE_KEY are set, and validates what it read before returning it.
+The tables (queries: default name `queries`; answers: `faq_answers`) live on
+SOURCE_DATABASE_URL: SQLite on a laptop, Postgres (Supabase is Postgres) in production.
+`create_data.py` creates and fills both. `read_queries` and `read_faq_answers` read them
+over SQL, or over Supabase REST (supabase-py, paginated) when SUPABASE_URL and
+SUPABASE_KEY are set, and validate what they read before returning it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Column, Engine, Index, MetaData, String, Table, Text, inspect, select
+from sqlalchemy import (
+    Column,
+    Engine,
+    Index,
+    MetaData,
+    Select,
+    String,
+    Table,
+    Text,
+    inspect,
+    select,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchTableError, OperationalError, ProgrammingError
 
@@ -22,11 +35,18 @@ from config import Settings
 from core.db.engine import make_engine
 from core.db.models import UTCDateTime
 from core.errors import DataError, SmlError
+from core.source_frames import (
+    ANSWER_COLUMNS,
+    QUERY_COLUMNS,
+    empty_queries_frame,
+    validate_faq_answers,
+    validate_queries,
+)
 
-#: The columns every reader returns, in this order.
-QUERY_COLUMNS: tuple[str, ...] = ("query_id", "text", "intent", "created_at")
 #: Extra columns the table carries (realistic context, not returned by the reader).
 EXTRA_COLUMNS: tuple[str, ...] = ("channel", "locale")
+#: The FAQ answer corpus table (the second source table).
+FAQ_TABLE = "faq_answers"
 #: Rows per Supabase REST request (PostgREST's default `max-rows` is 1000).
 SUPABASE_PAGE_SIZE = 1000
 
@@ -71,63 +91,24 @@ def source_table(name: str = "queries", metadata: MetaData | None = None) -> Tab
     )
 
 
+def faq_table(metadata: MetaData | None = None) -> Table:
+    """The SQLAlchemy Core definition of the FAQ answer table `faq_answers`."""
+    return Table(
+        FAQ_TABLE,
+        metadata if metadata is not None else MetaData(),
+        Column("answer_id", String(64), primary_key=True),
+        Column("intent", String(64), nullable=False),
+        Column("text", Text, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+    )
+
+
 def redacted_url(url: str) -> str:
     """A database URL safe to print: the password replaced by ***."""
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # an unparsable URL is never echoed: it may hold a secret
         return "<unparsable database URL>"
-
-
-def _empty_frame() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "query_id": pd.Series([], dtype="str"),
-            "text": pd.Series([], dtype="str"),
-            "intent": pd.Series([], dtype="str"),
-            "created_at": pd.Series([], dtype="datetime64[ns, UTC]"),
-        }
-    )
-
-
-def validate_queries(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
-    """Check a frame read from the source and return it in the canonical shape.
-
-    The result has exactly the columns `query_id, text, intent, created_at`
-    (created_at timezone-aware UTC), sorted by (created_at, query_id).
-
-    Raises:
-        DataError: a required column is missing, or a row has an empty id, text or
-            intent, a missing or unparsable timestamp, or a duplicate id.
-    """
-    missing = [c for c in QUERY_COLUMNS if c not in frame.columns]
-    if missing:
-        raise DataError(f"{origin}: missing column(s) {', '.join(missing)}")
-    if frame.empty:
-        return _empty_frame()
-    out = frame.loc[:, list(QUERY_COLUMNS)].copy()
-    for column in ("query_id", "text", "intent"):
-        values = out[column]
-        bad = values.isna() | (values.astype(str).str.strip() == "")
-        if bad.any():
-            first = out.loc[bad, "query_id"].iloc[0]
-            raise DataError(
-                f"{origin}: {int(bad.sum())} row(s) with an empty {column} "
-                f"(first query_id: {first!r})"
-            )
-        out[column] = values.astype("str")
-    try:
-        created = pd.to_datetime(out["created_at"], utc=True, format="ISO8601")
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"{origin}: created_at holds a value that is not a timestamp") from exc
-    if created.isna().any():
-        raise DataError(f"{origin}: {int(created.isna().sum())} row(s) without created_at")
-    out["created_at"] = created.astype("datetime64[ns, UTC]")
-    duplicated = out["query_id"].duplicated()
-    if duplicated.any():
-        first = out.loc[duplicated, "query_id"].iloc[0]
-        raise DataError(f"{origin}: duplicate query_id {first!r}")
-    return out.sort_values(["created_at", "query_id"], kind="stable").reset_index(drop=True)
 
 
 def _as_utc(moment: datetime | None, name: str) -> datetime | None:
@@ -172,6 +153,45 @@ def read_queries(
         engine.dispose()
 
 
+def _orig_name(exc: OperationalError) -> str:
+    return type(exc.orig).__name__ if exc.orig is not None else "OperationalError"
+
+
+def _check_present(engine: Engine, table: str, columns: Sequence[str], origin: str) -> None:
+    """Refuse a missing table or one without `columns`, naming create_data.py as the fix.
+
+    Raises:
+        DataError: the table or a column is missing.
+        SourceUnavailableError: the database could not be reached.
+    """
+    try:
+        present = inspect(engine).has_table(check_table_name(table))
+    except OperationalError as exc:
+        raise SourceUnavailableError(
+            f"could not reach the source database {redacted_url(str(engine.url))}: "
+            f"{_orig_name(exc)}"
+        ) from None
+    if not present:
+        raise DataError(f"{origin} does not exist; create it with `python create_data.py`")
+    try:
+        reflected = Table(table, MetaData(), autoload_with=engine)
+    except NoSuchTableError:
+        raise DataError(f"{origin} does not exist") from None
+    missing = [c for c in columns if c not in reflected.columns]
+    if missing:
+        raise DataError(f"{origin}: missing column(s) {', '.join(missing)}")
+
+
+def _fetch(engine: Engine, query: Select[Any], origin: str) -> list[Any]:
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(query).all())
+    except OperationalError as exc:
+        raise SourceUnavailableError(f"reading {origin} failed: {_orig_name(exc)}") from None
+    except ProgrammingError as exc:
+        raise DataError(f"reading {origin} failed: {type(exc.orig).__name__}") from None
+
+
 def read_queries_sql(
     engine: Engine,
     table: str = "queries",
@@ -185,22 +205,7 @@ def read_queries_sql(
         SourceUnavailableError: the database could not be reached.
     """
     origin = f"source table {table!r} at {redacted_url(str(engine.url))}"
-    try:
-        present = inspect(engine).has_table(check_table_name(table))
-    except OperationalError as exc:
-        raise SourceUnavailableError(
-            f"could not reach the source database {redacted_url(str(engine.url))}: "
-            f"{type(exc.orig).__name__ if exc.orig is not None else 'OperationalError'}"
-        ) from None
-    if not present:
-        raise DataError(f"{origin} does not exist; create it with `python create_data.py`")
-    try:
-        reflected = Table(table, MetaData(), autoload_with=engine)
-    except NoSuchTableError:
-        raise DataError(f"{origin} does not exist") from None
-    missing = [c for c in QUERY_COLUMNS if c not in reflected.columns]
-    if missing:
-        raise DataError(f"{origin}: missing column(s) {', '.join(missing)}")
+    _check_present(engine, table, QUERY_COLUMNS, origin)
     typed = source_table(table)
     query = select(*(typed.c[c] for c in QUERY_COLUMNS))
     if since is not None:
@@ -208,17 +213,7 @@ def read_queries_sql(
     if until is not None:
         query = query.where(typed.c.created_at < until)
     query = query.order_by(typed.c.created_at, typed.c.query_id)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(query).all()
-    except OperationalError as exc:
-        raise SourceUnavailableError(
-            f"reading {origin} failed: "
-            f"{type(exc.orig).__name__ if exc.orig is not None else 'OperationalError'}"
-        ) from None
-    except ProgrammingError as exc:
-        raise DataError(f"reading {origin} failed: {type(exc.orig).__name__}") from None
-    frame = pd.DataFrame(rows, columns=list(QUERY_COLUMNS))
+    frame = pd.DataFrame(_fetch(engine, query, origin), columns=list(QUERY_COLUMNS))
     return validate_queries(frame, origin)
 
 
@@ -229,6 +224,58 @@ def _default_client(url: str, key: str) -> Any:
     from supabase import create_client
 
     return create_client(url, key)
+
+
+@dataclass(frozen=True)
+class _RestQuery:
+    """One paginated Supabase REST read: table, columns, order and range filters."""
+
+    table: str
+    columns: tuple[str, ...]
+    order: tuple[str, ...]
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _supabase_rows(
+    url: str, key: str, read: _RestQuery, page_size: int, client_factory: ClientFactory
+) -> list[dict[str, Any]]:
+    """Every row of `read`, `page_size` rows a request (HTTP ranges over a total order).
+
+    Raises:
+        DataError: the table is missing or the key is refused.
+        SourceUnavailableError: the endpoint could not be reached.
+    """
+    import httpx
+    from postgrest.exceptions import APIError
+
+    if page_size < 1:
+        raise ValueError("page_size must be at least 1")
+    origin = f"source table {read.table!r} at {url}"
+    client = client_factory(url, key)
+    rows: list[dict[str, Any]] = []
+    start = 0
+    while True:
+        request = client.table(check_table_name(read.table)).select(",".join(read.columns))
+        if read.since is not None:
+            request = request.gte("created_at", read.since.isoformat())
+        if read.until is not None:
+            request = request.lt("created_at", read.until.isoformat())
+        for column in read.order:
+            request = request.order(column)
+        try:
+            response = request.range(start, start + page_size - 1).execute()
+        except APIError as exc:
+            raise DataError(f"{origin}: {_describe_api_error(exc)}") from None
+        except httpx.HTTPError as exc:
+            raise SourceUnavailableError(
+                f"could not reach Supabase at {url}: {type(exc).__name__}"
+            ) from None
+        page = list(response.data or [])
+        rows.extend(page)
+        if len(page) < page_size:
+            return rows
+        start += page_size
 
 
 def read_queries_supabase(
@@ -249,37 +296,55 @@ def read_queries_supabase(
         DataError: the table is missing, the key is refused, or the contents are invalid.
         SourceUnavailableError: the endpoint could not be reached.
     """
-    import httpx
-    from postgrest.exceptions import APIError
+    read = _RestQuery(table, QUERY_COLUMNS, ("created_at", "query_id"), since, until)
+    rows = _supabase_rows(url, key, read, page_size, client_factory)
+    frame = pd.DataFrame(rows, columns=list(QUERY_COLUMNS)) if rows else empty_queries_frame()
+    return validate_queries(frame, f"source table {table!r} at {url}")
 
-    if page_size < 1:
-        raise ValueError("page_size must be at least 1")
-    origin = f"source table {table!r} at {url}"
-    client = client_factory(url, key)
-    rows: list[dict[str, Any]] = []
-    start = 0
-    while True:
-        request = client.table(check_table_name(table)).select(",".join(QUERY_COLUMNS))
-        if since is not None:
-            request = request.gte("created_at", since.isoformat())
-        if until is not None:
-            request = request.lt("created_at", until.isoformat())
-        request = request.order("created_at").order("query_id")
-        try:
-            response = request.range(start, start + page_size - 1).execute()
-        except APIError as exc:
-            raise DataError(f"{origin}: {_describe_api_error(exc)}") from None
-        except httpx.HTTPError as exc:
-            raise SourceUnavailableError(
-                f"could not reach Supabase at {url}: {type(exc).__name__}"
-            ) from None
-        page = list(response.data or [])
-        rows.extend(page)
-        if len(page) < page_size:
-            break
-        start += page_size
-    frame = pd.DataFrame(rows, columns=list(QUERY_COLUMNS)) if rows else _empty_frame()
-    return validate_queries(frame, origin)
+
+def read_faq_answers(
+    settings: Settings,
+    page_size: int = SUPABASE_PAGE_SIZE,
+    client_factory: ClientFactory = _default_client,
+) -> pd.DataFrame:
+    """Read the FAQ answer corpus (`faq_answers`), validated: answer_id, intent, text.
+
+    Over Supabase REST when SUPABASE_URL and SUPABASE_KEY are set (as `read_queries`),
+    else over SQL on SOURCE_DATABASE_URL.
+
+    Raises:
+        DataError: the table is missing or empty (run `python create_data.py`), or its
+            contents are invalid.
+        SourceUnavailableError: the database or REST endpoint could not be reached.
+    """
+    if settings.uses_supabase:
+        assert settings.SUPABASE_URL is not None
+        assert settings.SUPABASE_KEY is not None
+        url, key = settings.SUPABASE_URL, settings.SUPABASE_KEY.get_secret_value()
+        read = _RestQuery(FAQ_TABLE, ANSWER_COLUMNS, ("answer_id",))
+        rows = _supabase_rows(url, key, read, page_size, client_factory)
+        frame = pd.DataFrame(rows, columns=list(ANSWER_COLUMNS))
+        return validate_faq_answers(frame, f"source table {FAQ_TABLE!r} at {url}")
+    engine = make_engine(settings.source_database_url)
+    try:
+        return read_faq_answers_sql(engine)
+    finally:
+        engine.dispose()
+
+
+def read_faq_answers_sql(engine: Engine) -> pd.DataFrame:
+    """Read and validate the FAQ answer table over SQL (see `read_faq_answers`).
+
+    Raises:
+        DataError: the table is missing, empty or invalid.
+        SourceUnavailableError: the database could not be reached.
+    """
+    origin = f"source table {FAQ_TABLE!r} at {redacted_url(str(engine.url))}"
+    _check_present(engine, FAQ_TABLE, ANSWER_COLUMNS, origin)
+    typed = faq_table()
+    query = select(*(typed.c[c] for c in ANSWER_COLUMNS)).order_by(typed.c.answer_id)
+    frame = pd.DataFrame(_fetch(engine, query, origin), columns=list(ANSWER_COLUMNS))
+    return validate_faq_answers(frame, origin)
 
 
 def _describe_api_error(exc: Any) -> str:
@@ -293,3 +358,26 @@ def _describe_api_error(exc: Any) -> str:
         hint = " (the key was refused: check SUPABASE_KEY)"
     parts = [p for p in (code, message) if p]
     return ("Supabase REST error " + ": ".join(parts) if parts else "Supabase REST error") + hint
+
+
+__all__ = [
+    "ANSWER_COLUMNS",
+    "EXTRA_COLUMNS",
+    "FAQ_TABLE",
+    "QUERY_COLUMNS",
+    "SUPABASE_PAGE_SIZE",
+    "ClientFactory",
+    "SourceUnavailableError",
+    "check_table_name",
+    "empty_queries_frame",
+    "faq_table",
+    "read_faq_answers",
+    "read_faq_answers_sql",
+    "read_queries",
+    "read_queries_sql",
+    "read_queries_supabase",
+    "redacted_url",
+    "source_table",
+    "validate_faq_answers",
+    "validate_queries",
+]

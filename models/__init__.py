@@ -1,7 +1,9 @@
 """Model families: how each model is built, trained and checked (golden inputs).
 
 `FAMILIES` maps a registered model name to its `ModelFamily`; flows iterate over
-`Settings.MODELS` and look each one up with `get_family`.
+`Settings.MODELS` and look each one up with `get_family`. A family whose versions read
+release state when they serve says which kind (`state`, e.g. the faq-retriever's
+`answer_index`); the edges pass `{f.name for f in FAMILIES.values() if f.state}` to core.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from core.errors import NotFoundError
-from models import intent_classifier
+from models import faq_retriever, intent_classifier
 from models.training import TrainingSplit
 
 
@@ -74,7 +76,29 @@ INTENT_CLASSIFIER = ModelFamily(
     params_of=intent_classifier.params_of,
 )
 
-FAMILIES: dict[str, ModelFamily] = {INTENT_CLASSIFIER.name: INTENT_CLASSIFIER}
+FAQ_RETRIEVER = ModelFamily(
+    name=faq_retriever.NAME,
+    config_type=faq_retriever.FaqRetrieverConfig,
+    default_config=faq_retriever.RECENT_CONFIG,
+    labels=faq_retriever.LABELS,
+    golden_inputs=faq_retriever.GOLDEN_INPUTS,
+    # what its pickle and module import of ours: a change to any of them is a new source
+    source_modules=(
+        "models.faq_retriever",
+        "models.intent_classifier",
+        "models.text",
+        "models.training",
+    ),
+    split=faq_retriever.split,
+    fit=faq_retriever.fit,
+    params_of=faq_retriever.params_of,
+    state="answer_index",
+)
+
+FAMILIES: dict[str, ModelFamily] = {
+    INTENT_CLASSIFIER.name: INTENT_CLASSIFIER,
+    FAQ_RETRIEVER.name: FAQ_RETRIEVER,
+}
 
 
 def get_family(name: str) -> ModelFamily:
@@ -91,4 +115,4 @@ def get_family(name: str) -> ModelFamily:
         ) from None
 
 
-__all__ = ["FAMILIES", "INTENT_CLASSIFIER", "ModelFamily", "get_family"]
+__all__ = ["FAMILIES", "FAQ_RETRIEVER", "INTENT_CLASSIFIER", "ModelFamily", "get_family"]

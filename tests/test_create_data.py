@@ -21,7 +21,7 @@ from config import load_settings
 from core import synthetic
 from core.db.engine import make_engine
 from core.errors import DataError
-from core.source import read_queries
+from core.source import FAQ_TABLE, read_faq_answers, read_queries
 
 ROOT = Path(__file__).resolve().parents[1]
 END = datetime(2026, 6, 1, tzinfo=UTC)
@@ -192,6 +192,75 @@ def test_create_source_table_stores_aware_utc_timestamps_readable_back(
     pd.testing.assert_frame_equal(frame, expected[["query_id", "text", "intent", "created_at"]])
 
 
+def test_create_source_table_writes_the_faq_answers_once_and_readably(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synthetic.create_source_table(db_url, rows=50, seed=11, end=END)
+    synthetic.create_source_table(db_url, rows=80, seed=11, end=END)
+    monkeypatch.setenv("SOURCE_DATABASE_URL", db_url)
+
+    answers = read_faq_answers(load_settings())
+    expected = synthetic.generate_faq_answers(11, end=END, days=synthetic.DEFAULT_DAYS)
+    expected = expected.sort_values("answer_id").reset_index(drop=True)
+
+    assert list(answers.columns) == ["answer_id", "intent", "text"]
+    pd.testing.assert_frame_equal(answers, expected[["answer_id", "intent", "text"]])
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        stamps = conn.execute(text(f"SELECT answer_id, created_at FROM {FAQ_TABLE}")).all()
+    engine.dispose()
+    stored = pd.to_datetime(pd.Series({a: c for a, c in stamps}), utc=True)
+    assert (stored[expected["answer_id"]].to_numpy() == expected["created_at"].to_numpy()).all()
+
+
+def test_create_source_table_reset_recreates_the_faq_answers(sqlite_url: str) -> None:
+    synthetic.create_source_table(sqlite_url, rows=10, seed=1, end=END)
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"DELETE FROM {FAQ_TABLE} WHERE intent = 'card_lost'"))
+
+    synthetic.create_source_table(sqlite_url, rows=10, seed=1, end=END, reset=True)
+
+    assert synthetic.count_rows(engine, FAQ_TABLE) == len(synthetic.load_faq_corpus().entries())
+    engine.dispose()
+
+
+def test_create_source_table_refuses_the_faq_table_name_for_queries(sqlite_url: str) -> None:
+    with pytest.raises(DataError, match="may not be named 'faq_answers'"):
+        synthetic.create_source_table(sqlite_url, rows=1, seed=1, table=FAQ_TABLE)
+
+
+def test_generate_faq_answers_is_deterministic_per_seed_and_covers_every_intent() -> None:
+    first = synthetic.generate_faq_answers(7, end=END, days=180)
+    second = synthetic.generate_faq_answers(7, end=END, days=180)
+    other = synthetic.generate_faq_answers(8, end=END, days=180)
+
+    pd.testing.assert_frame_equal(first, second)
+    assert set(first["answer_id"]).isdisjoint(other["answer_id"])
+    assert list(first["text"].sort_values()) == list(other["text"].sort_values())
+    assert list(first.columns) == ["answer_id", "intent", "text", "created_at"]
+    assert first["answer_id"].is_unique
+    assert first["created_at"].is_monotonic_increasing
+    assert first["created_at"].min() >= END - timedelta(days=180)
+    assert first["created_at"].max() <= END
+    assert set(first["intent"]) == set(synthetic.load_vocabulary().intents)
+    assert first.groupby("intent")["text"].nunique().min() >= 8
+
+
+def test_faq_answers_drift_like_the_queries_newer_wordings_use_the_new_terms() -> None:
+    corpus = synthetic.load_faq_corpus()
+    frame = synthetic.generate_faq_answers(7, end=END, days=180)
+    era = {e.text: e.era for e in corpus.entries()}
+    frame["era"] = frame["text"].map(era)
+    marker = r"\b(?:" + "|".join(synthetic.load_vocabulary().modern_markers) + r")\b"
+    uses_new_terms = frame["text"].str.lower().str.contains(marker)
+
+    classic, modern = frame[frame["era"] == "classic"], frame[frame["era"] == "modern"]
+    assert classic["created_at"].max() < modern["created_at"].min()
+    assert uses_new_terms[classic.index].mean() < 0.05
+    assert uses_new_terms[modern.index].mean() > 0.9
+
+
 def test_create_source_table_rejects_a_bad_table_name(sqlite_url: str) -> None:
     with pytest.raises(DataError, match="not a valid identifier"):
         synthetic.create_source_table(sqlite_url, rows=1, seed=1, table="queries; drop")
@@ -232,7 +301,10 @@ def test_create_data_cli_twice_gives_the_same_row_count(isolated_settings: Path)
     assert re.search(r"^400 new row\(s\)", first.stdout, re.MULTILINE)
     assert re.search(r"^0 new row\(s\).*\(400 already present\)", second.stdout, re.MULTILINE)
     assert "rows per month" in second.stdout
+    answers = len(synthetic.load_faq_corpus().entries())
+    assert re.search(rf"^{answers} FAQ answer\(s\) in 'faq_answers'", second.stdout, re.MULTILINE)
     assert synthetic.count_rows(engine) == 400
+    assert synthetic.count_rows(engine, FAQ_TABLE) == answers
     engine.dispose()
 
 

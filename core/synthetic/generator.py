@@ -131,7 +131,12 @@ def default_end() -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _check_args(rows: int, days: int, end: datetime | None) -> datetime:
+def check_args(rows: int, days: int, end: datetime | None) -> datetime:
+    """The generation's end as aware UTC (default: `default_end()`), arguments checked.
+
+    Raises:
+        DataError: rows < 0, days < 1 or a naive `end`.
+    """
     if rows < 0:
         raise DataError(f"rows must be >= 0, got {rows}")
     if days < 1:
@@ -159,7 +164,7 @@ def generate_queries(
         DataError: rows < 0, days < 1 or a naive `end`.
         VocabularyError: the packaged vocabulary is unusable (see `load_vocabulary`).
     """
-    end_utc = _check_args(rows, days, end)
+    end_utc = check_args(rows, days, end)
     words = vocabulary if vocabulary is not None else load_vocabulary()
     records = [generate_query(seed, i, end_utc, days, words).__dict__ for i in range(rows)]
     frame = pd.DataFrame.from_records(

@@ -20,8 +20,12 @@ from core import synthetic
 from core.db.engine import make_engine
 from core.errors import DataError
 from core.source import (
+    ANSWER_COLUMNS,
+    FAQ_TABLE,
     QUERY_COLUMNS,
     SourceUnavailableError,
+    faq_table,
+    read_faq_answers,
     read_queries,
     read_queries_sql,
     read_queries_supabase,
@@ -141,6 +145,34 @@ def test_read_queries_unreachable_database_hides_the_password(
     assert "sentinel-pw" not in str(caught.value)
 
 
+def test_read_faq_answers_missing_table_is_a_clear_data_error(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATABASE_URL", db_url)
+
+    with pytest.raises(DataError, match=r"'faq_answers'.*does not exist.*create_data\.py"):
+        read_faq_answers(load_settings())
+
+
+def test_read_faq_answers_empty_table_or_empty_text_is_a_clear_data_error(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(sqlite_url)
+    table = faq_table()
+    table.metadata.create_all(engine)
+    monkeypatch.setenv("SOURCE_DATABASE_URL", sqlite_url)
+
+    with pytest.raises(DataError, match=r"holds no answers.*create_data\.py"):
+        read_faq_answers(load_settings())
+    with engine.begin() as conn:
+        conn.execute(
+            insert(table), [{"answer_id": "a", "intent": "help", "text": " ", "created_at": END}]
+        )
+    with pytest.raises(DataError, match=r"1 row\(s\) with an empty text"):
+        read_faq_answers(load_settings())
+    engine.dispose()
+
+
 # --- Supabase REST ----------------------------------------------------------------------
 
 
@@ -187,7 +219,7 @@ def _ts(value: str) -> datetime:
 
 @pytest.fixture
 def postgrest() -> Iterator[tuple[str, FakePostgrest]]:
-    """A fake PostgREST on 127.0.0.1 holding 2,500 generated rows in `queries`."""
+    """A fake PostgREST on 127.0.0.1: 2,500 generated rows in `queries`, and `faq_answers`."""
     frame = synthetic.generate_queries(2_500, seed=21, end=END)
     rows = [
         {
@@ -200,7 +232,11 @@ def postgrest() -> Iterator[tuple[str, FakePostgrest]]:
         }
         for r in frame.sample(frac=1.0, random_state=0).itertuples()
     ]
-    fake = FakePostgrest(tables={"queries": rows})
+    answers = [
+        {**r, "created_at": r["created_at"].isoformat()}
+        for r in synthetic.generate_faq_answers(21, end=END, days=180).to_dict("records")
+    ]
+    fake = FakePostgrest(tables={"queries": rows, FAQ_TABLE: answers})
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -289,3 +325,31 @@ def test_read_queries_supabase_invalid_rows_are_rejected(
 
     with pytest.raises(DataError, match="empty intent"):
         read_queries_supabase(url, GOOD_KEY)
+
+
+def test_read_faq_answers_goes_over_supabase_when_url_and_key_are_set(
+    postgrest: tuple[str, FakePostgrest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, fake = postgrest
+    monkeypatch.setenv("SUPABASE_URL", url)
+    monkeypatch.setenv("SUPABASE_KEY", GOOD_KEY)
+
+    answers = read_faq_answers(load_settings(), page_size=50)
+    expected = synthetic.generate_faq_answers(21, end=END, days=180)
+
+    assert list(answers.columns) == list(ANSWER_COLUMNS)
+    assert list(answers["answer_id"]) == sorted(expected["answer_id"])
+    assert [r["offset"] for r in fake.requests] == ["0", "50", "100"]
+    assert all(r["order"] == "answer_id.asc" for r in fake.requests)
+
+
+def test_read_faq_answers_supabase_missing_table_names_create_data(
+    postgrest: tuple[str, FakePostgrest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, fake = postgrest
+    del fake.tables[FAQ_TABLE]
+    monkeypatch.setenv("SUPABASE_URL", url)
+    monkeypatch.setenv("SUPABASE_KEY", GOOD_KEY)
+
+    with pytest.raises(DataError, match=r"'faq_answers'.*PGRST205.*create_data\.py"):
+        read_faq_answers(load_settings())

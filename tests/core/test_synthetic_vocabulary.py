@@ -1,4 +1,5 @@
-"""core.synthetic.vocabulary: the packaged data file loads, and a broken one is refused clearly."""
+"""core.synthetic.vocabulary and .faq: the packaged data files load, and broken ones are
+refused clearly."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from core.synthetic.faq import load_faq_corpus, parse_faq_corpus
 from core.synthetic.vocabulary import (
     ERAS,
     VocabularyError,
@@ -114,3 +116,79 @@ def test_parse_vocabulary_channel_without_an_era_weight_is_refused(
 
     with pytest.raises(VocabularyError, match=r"channels\.chat\.modern: expected a positive"):
         parse_vocabulary(document)
+
+
+# --- the FAQ answer corpus (faq_answers.yaml) ------------------------------------------
+
+
+@pytest.fixture
+def faq_document() -> dict[str, Any]:
+    """The packaged FAQ corpus as parsed YAML, a copy each test may break."""
+    from importlib import resources
+
+    text = resources.files("core.synthetic").joinpath("faq_answers.yaml").read_text("utf-8")
+    return copy.deepcopy(yaml.safe_load(text))
+
+
+def test_load_faq_corpus_has_answers_in_both_eras_for_every_intent() -> None:
+    corpus = load_faq_corpus()
+
+    assert tuple(corpus.answers) == load_vocabulary().intents
+    for answers in corpus.answers.values():
+        assert len(answers) >= 3
+        assert all(eras[era] for eras in answers.values() for era in ERAS)
+    texts = [entry.text.lower() for entry in corpus.entries()]
+    assert len(texts) == len(set(texts))
+
+
+def test_parse_faq_corpus_intent_without_answers_is_refused(faq_document: dict[str, Any]) -> None:
+    del faq_document["answers"]["card_lost"]
+
+    with pytest.raises(
+        VocabularyError, match=r"faq_answers\.yaml: answers: .*missing card_lost; unknown none"
+    ):
+        parse_faq_corpus(faq_document)
+
+
+def test_parse_faq_corpus_unknown_intent_is_refused(faq_document: dict[str, Any]) -> None:
+    faq_document["answers"]["buy_crypto"] = {"how": {"classic": ["x"], "modern": ["y"]}}
+
+    with pytest.raises(VocabularyError, match=r"missing none; unknown buy_crypto"):
+        parse_faq_corpus(faq_document)
+
+
+def test_parse_faq_corpus_answer_without_modern_wordings_is_refused(
+    faq_document: dict[str, Any],
+) -> None:
+    del faq_document["answers"]["loan_rates"]["mortgage"]["modern"]
+
+    with pytest.raises(VocabularyError, match=r"answers\.loan_rates\.mortgage\.modern: expected"):
+        parse_faq_corpus(faq_document)
+
+
+def test_parse_faq_corpus_unknown_key_or_empty_wording_is_refused(
+    faq_document: dict[str, Any],
+) -> None:
+    broken = copy.deepcopy(faq_document)
+    broken["answers"]["loan_rates"]["mortgage"]["future"] = ["soon"]
+    with pytest.raises(VocabularyError, match=r"answers\.loan_rates\.mortgage: unknown key"):
+        parse_faq_corpus(broken)
+
+    faq_document["answers"]["loan_rates"]["mortgage"]["classic"].append("  ")
+    with pytest.raises(VocabularyError, match=r"mortgage\.classic: expected text"):
+        parse_faq_corpus(faq_document)
+
+
+def test_parse_faq_corpus_duplicate_wording_is_refused(faq_document: dict[str, Any]) -> None:
+    first = faq_document["answers"]["check_balance"]["see_balance"]["classic"][0]
+    faq_document["answers"]["talk_to_agent"]["call_us"]["modern"].append(first.upper())
+
+    with pytest.raises(
+        VocabularyError, match=r"talk_to_agent\.call_us\.modern: .* is already in answers\.check"
+    ):
+        parse_faq_corpus(faq_document)
+
+
+def test_parse_faq_corpus_unknown_section_is_named(faq_document: dict[str, Any]) -> None:
+    with pytest.raises(VocabularyError, match=r"expected only `answers`; unknown extras"):
+        parse_faq_corpus({**faq_document, "extras": {}})

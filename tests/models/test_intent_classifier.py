@@ -112,8 +112,12 @@ def test_faulty_config_wraps_pipeline_and_raises_on_selected_inputs() -> None:
         model.predict([bad])
 
 
-def test_families_registry_lists_intent_classifier() -> None:
-    assert list(FAMILIES) == ["intent-classifier"]
+def test_families_registry_lists_both_families_and_their_state() -> None:
+    assert list(FAMILIES) == ["intent-classifier", "faq-retriever"]
+    assert {name: family.state for name, family in FAMILIES.items()} == {
+        "intent-classifier": None,
+        "faq-retriever": "answer_index",
+    }
     assert len(FAMILY.source_hash()) == 64
     from core.errors import NotFoundError
 
