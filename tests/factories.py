@@ -23,6 +23,8 @@ from sqlalchemy import Engine
 from core.ledger import ReleaseRecord, record_release
 
 if TYPE_CHECKING:  # heavy (scikit-learn, MLflow): imported by the factories that need them
+    from pydantic import BaseModel
+
     from core.registry import ModelRegistry, ModelVersionInfo
     from models.intent_classifier import IntentClassifierConfig
 
@@ -85,23 +87,24 @@ def train_and_register(
     registry: ModelRegistry,
     *,
     name: str = "intent-classifier",
-    config: IntentClassifierConfig | Mapping[str, object] | None = None,
+    config: BaseModel | Mapping[str, object] | None = None,
     rows: int = SMALL_ROWS,
     seed: int = SEED,
     image_version: str | None = None,
     alias: str | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> ModelVersionInfo:
-    """Train the real intent classifier on a small snapshot and register it.
+    """Train a real model family on a small snapshot and register it as `name`: the family
+    registered under `name` (e.g. faq-retriever), else the intent classifier.
 
     `image_version` defaults to the registry's; `alias` (e.g. "champion") is set on the
     new version if given. Returns the version as registered (aliases included).
     """
-    from models import get_family
+    from models import FAMILIES, get_family
     from models.pipeline import train_family
     from models.registration import register_trained
 
-    family = get_family("intent-classifier")
+    family = get_family(name if name in FAMILIES else "intent-classifier")
     cfg = family.parse_config(dict(config) if isinstance(config, Mapping) else config)
     trained = train_family(training_frame(rows, seed), family, cfg)
     info = register_trained(registry, trained, family, image_version=image_version, name=name)
