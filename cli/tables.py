@@ -83,10 +83,11 @@ def state_text(release: ReleaseRecord, stateful: Collection[str]) -> str:
 
 
 def versions_text(rollout: RolloutRecord) -> str:
-    """`model vA -> vB` for every model of a rollout (a bundle's members joined by `+`)."""
+    """`model vCandidate vs vChampion` for every model of a rollout, lead first (a bundle's
+    members joined by `+`)."""
     champions = rollout.champion_versions
     return " + ".join(
-        f"{name} v{champions[name]} -> v{candidate}"
+        f"{name} v{candidate} vs v{champions[name]}"
         for name, candidate in rollout.candidate_versions.items()
     )
 
