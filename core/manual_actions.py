@@ -10,7 +10,7 @@ carry them out through core.ledger. No Prefect here.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Engine
@@ -41,7 +41,7 @@ class RolloutActionRequest(BaseModel):
         None, pattern=r"^\d+$", description="start: registered version to roll out"
     )
     mode: Literal["shadow", "canary"] = Field("canary", description="start: first phase")
-    bundle: dict[str, str] | None = Field(
+    bundle: dict[str, Annotated[str, Field(pattern=r"^\d+$")]] | None = Field(
         None,
         description="start: other models rolled out with it, {model: candidate version}",
     )

@@ -7,6 +7,7 @@ Each test runs on SQLite and on the real Postgres (the `engine` fixture). A bund
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from core.errors import ConflictError, DataError, NotFoundError
@@ -14,6 +15,7 @@ from core.ledger import (
     abort,
     active_rollouts,
     advance_stage,
+    completed_versions,
     current_release,
     get_rollout,
     promote,
@@ -24,6 +26,7 @@ from core.ledger import (
     routing_state,
     start_rollout,
 )
+from core.manual_actions import RolloutActionRequest, apply_rollout_action
 from tests.core.memory_registry import MemoryRegistry
 from tests.factories import make_release
 
@@ -149,6 +152,12 @@ def test_promote_bundle_appends_one_release_with_every_candidate(engine: Engine)
     assert {name: s.mode for name, s in routing_state(engine, "prd").items()} == dict.fromkeys(
         ("clf", "faq", "other"), "champion_only"
     )
+    # both completed a rollout here: the next env may take them without force
+    assert completed_versions(engine, "prd") == {
+        "clf": frozenset({"1", "2"}),
+        "faq": frozenset({"1", "2"}),
+        "other": frozenset({"7"}),
+    }
 
 
 @pytest.mark.parametrize("end", ["rollback", "abort"])
@@ -198,3 +207,21 @@ def test_env_rollback_ends_a_bundle_when_a_member_changes(engine: Engine) -> Non
     release = rollback_env(engine, "prd", actor="a", reason="faq v2 answers badly")
     assert release.model_versions == first.model_versions
     assert get_rollout(engine, rid).status == "rolled_back"
+
+
+def test_a_manual_start_request_opens_a_bundle(engine: Engine) -> None:
+    make_release(engine, models={"clf": "1", "faq": "1"})
+    request = RolloutActionRequest(
+        action="start", actor="ana", reason="embedder v2", env="prd", model_name="clf",
+        candidate_version="2", bundle={"faq": "2"},
+    )  # fmt: skip
+    record, release = apply_rollout_action(
+        engine, request, registry=_registry(), stages=STAGES, code_version="1", image_version="i"
+    )
+    assert release is None
+    assert record.candidate_versions == {"clf": "2", "faq": "2"}
+    with pytest.raises(ValidationError, match=r"bundle\.faq"):
+        RolloutActionRequest(
+            action="start", actor="ana", reason="r", env="prd", model_name="clf",
+            candidate_version="2", bundle={"faq": "v2"},
+        )  # fmt: skip
