@@ -169,6 +169,27 @@ def _insert_rollout(
     return row
 
 
+def _checked(
+    env: str,
+    stages: Sequence[float],
+    mode: str,
+    model_name: str,
+    candidate_version: str,
+    bundle: Mapping[str, str] | None,
+) -> tuple[list[float], dict[str, str]]:
+    """The stage percents and {model: candidate version} (lead first) of a start request.
+
+    Raises:
+        NotFoundError: unknown env.
+        DataError: malformed stages, mode or bundle.
+    """
+    check_env(env)
+    percents = check_stages(stages)
+    if mode not in ("shadow", "canary"):
+        raise DataError(f"mode: expected shadow or canary, got {mode!r}")
+    return percents, {model_name: str(candidate_version)} | check_bundle(model_name, bundle)
+
+
 def start_rollout(  # noqa: PLR0913 (keyword-only: each names a fact the ledger records)
     engine: Engine,
     *,
@@ -204,26 +225,22 @@ def start_rollout(  # noqa: PLR0913 (keyword-only: each names a fact the ledger 
         StateNotReadyError: a stateful candidate's release state is not published.
         DataError: malformed stages, mode or bundle.
     """
-    check_env(env)
-    percents = check_stages(stages)
-    if mode not in ("shadow", "canary"):
-        raise DataError(f"mode: expected shadow or canary, got {mode!r}")
-    candidate_version = str(candidate_version)
-    members = check_bundle(model_name, bundle)
-    candidates = {model_name: candidate_version} | members
+    percents, candidates = _checked(env, stages, mode, model_name, candidate_version, bundle)
+    members = {m: v for m, v in candidates.items() if m != model_name}
     if registry is not None:
         for name, version in candidates.items():
             registry.get_version(name, version)
     require_state_ready(engine, candidates, stateful)
     with write_transaction(engine) as session:
         lock_env(session, env)
-        champion = _champion_against(session, env, model_name, candidate_version, champion_version)
+        champion = _champion_against(
+            session, env, model_name, candidates[model_name], champion_version
+        )
         pairs = _bundle_champions(session, env, members)
         _refuse_second_active(session, env, candidates)
         row = _insert_rollout(
             session, env=env, model_name=model_name, champion=champion,
-            candidate=candidate_version, mode=mode, first_percent=percents[0],
-            bundle=pairs,
+            candidate=candidates[model_name], mode=mode, first_percent=percents[0], bundle=pairs,
         )  # fmt: skip
         row.forced = forced
         start = {"stages": percents, "mode": mode} | ({"forced": True} if forced else {})
