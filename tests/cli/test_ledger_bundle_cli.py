@@ -18,10 +18,12 @@ from sqlalchemy import Engine
 
 from cli.rollout import parse_bundle, stateful_models
 from cli.tables import diff_table, history_table, status_table
+from config import get_settings, load_settings
 from core.errors import SmlError
-from core.ledger import record_release, releases_history, start_rollout
+from core.ledger import current_release, record_release, releases_history, start_rollout
+from core.registry import ModelRegistry
 from core.release_state import model_state_key
-from tests.factories import make_release
+from tests.factories import make_release, train_and_register
 
 SmlRunner = Callable[..., Any]  # the `sml` fixture of tests/cli/conftest.py
 
@@ -139,3 +141,62 @@ def test_history_at_names_the_release_and_its_state(ledger_db: Engine, sml: SmlR
     assert result.code == 0, result.err
     assert f"{tag} (clf v1; state -; image img-1; code 1.0)" in result.out  # clf reads none
     assert "clf" not in stateful_models()
+
+
+@pytest.fixture
+def two_models(ledger_db: Engine, monkeypatch: pytest.MonkeyPatch) -> ModelRegistry:
+    """A real MLflow store with v1 and v2 of `clf` and `faq`; prd runs both at v1, and
+    `prd-candidate` points at each v2 (as retrain leaves it)."""
+    registry = ModelRegistry.from_settings(load_settings())
+    for name in ("clf", "faq"):
+        for seed in (1, 2):
+            info = train_and_register(registry, name=name, rows=300, seed=seed)
+        registry.set_alias(name, "prd-candidate", info.version)
+    make_release(ledger_db, env="prd", at=T0, models=dict(clf="1", faq="1"))
+    # MLflow's fluent API unsets MLFLOW_TRACKING_URI on exit: put the test's value back
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.tracking_uri)
+    get_settings.cache_clear()
+    return registry
+
+
+def _aliases(registry: ModelRegistry, name: str) -> dict[str, str | None]:
+    return {
+        role: (found.version if found else None)
+        for role in ("champion", "previous", "candidate")
+        for found in [registry.version_by_alias(name, f"prd-{role}")]
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_bundle_started_promoted_and_rolled_back_from_the_cli_moves_both_models_aliases(
+    ledger_db: Engine, sml: SmlRunner, two_models: ModelRegistry
+) -> None:
+    start = ("rollout", "start", "-e", "prd", "-m", "clf", "-v", "2", "-r", "embedder v2")
+    unknown = sml(*start, "--with", "faq=9")
+    assert unknown.code == 2
+    assert "faq" in unknown.err
+    started = sml(*start, "--with", "faq=2")
+    assert started.code == 0, started.err
+    assert "clf v2 vs v1 + faq v2 vs v1 in prd: canary" in started.out
+    rid = started.out.split("#")[1].split()[0]
+    promoted = sml("rollout", "promote", rid, "-r", "all stages passed")
+    assert promoted.code == 0, promoted.err
+    release = current_release(ledger_db, "prd")
+    assert release is not None
+    assert release.model_versions == {"clf": "2", "faq": "2"}
+    assert set(release.artifact_digests) == {"clf", "faq"}
+    for name in ("clf", "faq"):
+        assert _aliases(two_models, name) == {"champion": "2", "previous": "1", "candidate": None}
+
+    # a bundle back to v1 as candidates, rolled back: the release stays, candidates cleared
+    for name in ("clf", "faq"):
+        two_models.set_alias(name, "prd-candidate", "1")
+    again = sml(*start[:7], "1", "-r", "back", "--with", "faq=1")
+    assert again.code == 0, again.err
+    rid = again.out.split("#")[1].split()[0]
+    assert sml("rollout", "rollback", rid, "-r", "worse answers").code == 0
+    assert current_release(ledger_db, "prd") == release
+    for name in ("clf", "faq"):
+        assert _aliases(two_models, name) == {"champion": "2", "previous": "1", "candidate": None}
+        assert two_models.get_version(name, "1").tags["rolled_back_reason"] == "worse answers"
