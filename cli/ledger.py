@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from cli.options import Actor, Env, Reason, operator
 from cli.resources import ledger_database, open_registry
-from cli.rollout import rollout_app
+from cli.rollout import rollout_app, stateful_models
 from cli.tables import (
     diff_table,
     events_table,
@@ -26,6 +26,7 @@ from cli.tables import (
     history_table,
     models_text,
     rollouts_table,
+    state_text,
     status_table,
 )
 from config import Settings, load_settings
@@ -56,26 +57,31 @@ console = Console()
 def status(
     env: Annotated[str | None, typer.Option("--env", "-e", help="one env (default: all)")] = None,
 ) -> None:
-    """Per env: release tag, champion, candidate, percent, stage, status, last gate figures."""
+    """Per env and model: release tag, champion, candidate (every model of a bundle), state
+    key, percent, stage, status, last gate figures."""
     envs = (check_env(env),) if env else ENVIRONMENTS
+    stateful = stateful_models()
     with ledger_database() as engine:
-        console.print(status_table(engine, envs))
+        console.print(status_table(engine, envs, stateful))
 
 
 def _print_release_at(engine: Engine, env: str, when: datetime, limit: int) -> None:
-    """The release in force in `env` at `when`, then the history with it highlighted."""
+    """The release in force in `env` at `when` (models, the state it served, image, code),
+    then the history with it highlighted."""
+    stateful = stateful_models()
     found = release_at(engine, env, when)
     if found is None:
         console.print(f"nothing was released in {env} at or before {fmt_time(when)} UTC")
         return
     console.print(
         f"in force in [bold]{env}[/bold] at {fmt_time(when)} UTC: [bold]{found.tag}[/bold] "
-        f"({models_text(found)}; image {found.image_version}; code {found.code_version}), "
+        f"({models_text(found)}; state {state_text(found, stateful)}; "
+        f"image {found.image_version}; code {found.code_version}), "
         f"since {fmt_time(found.created_at)}",
         highlight=False,
     )
     around = releases_history(engine, env, limit)
-    console.print(history_table(around, f"releases of {env}", highlight=found.id))
+    console.print(history_table(around, f"releases of {env}", found.id, stateful))
 
 
 def history(
@@ -92,7 +98,7 @@ def history(
     with ledger_database() as engine:
         if when is None:
             releases = releases_history(engine, env, limit)
-            console.print(history_table(releases, f"releases of {env}"))
+            console.print(history_table(releases, f"releases of {env}", None, stateful_models()))
         else:
             _print_release_at(engine, env, when, limit)
 
@@ -104,12 +110,12 @@ def diff(
         str | None, typer.Option("--env", "-e", help="look the tags up in this env")
     ] = None,
 ) -> None:
-    """Compare two releases: models added, removed, changed; image; code."""
+    """Compare two releases: models added, removed, changed; image; code; release state."""
     if env is not None:
         check_env(env)
     with ledger_database() as engine:
         a, b = release_by_tag(engine, tag_a, env), release_by_tag(engine, tag_b, env)
-    console.print(diff_table(a, b))
+    console.print(diff_table(a, b, stateful_models()))
 
 
 # --- rollback ----------------------------------------------------------------------------
@@ -126,12 +132,14 @@ def rollback_command(
     ] = False,
     actor: Actor = None,
 ) -> None:
-    """Point an env back at an earlier release: one state change routers see in seconds."""
+    """Point an env back at an earlier release: one state change routers see in seconds
+    (refused when a version to serve again has lost its release state)."""
     from core.ledger import rollback_env
     from core.ledger.verdicts import compat_verdict_fn
 
     check_env(env)
     settings = load_settings()
+    stateful = stateful_models()
     with ledger_database(settings) as engine:
         if to is not None:
             release_by_tag(engine, to, env)  # an unknown tag fails before MLflow is imported
@@ -148,6 +156,7 @@ def rollback_command(
             registry=registry,
             verdict_fn=compat_verdict_fn(registry, settings.IMAGE_VERSION),
             image_version=settings.IMAGE_VERSION,
+            stateful=stateful,
         )
     console.print(
         f"{env} rolled back: now [bold]{release.tag}[/bold] ({models_text(release)})",
@@ -181,10 +190,12 @@ def demo_step(settings: Settings, console: Console) -> None:
             )
         else:
             console.print(f"{env} runs [bold]{release.tag}[/bold]")
+        stateful = stateful_models()
         console.print("[dim]$ sml status[/dim]")
-        console.print(status_table(engine))
+        console.print(status_table(engine, stateful=stateful))
         console.print(f"[dim]$ sml history --env {env}[/dim]")
-        console.print(history_table(releases_history(engine, env, 10), f"releases of {env}"))
+        history = releases_history(engine, env, 10)
+        console.print(history_table(history, f"releases of {env}", stateful=stateful))
 
 
 @dataclass
@@ -207,12 +218,13 @@ class LedgerShortcuts:
 
     def status(self) -> None:
         """Print the status table of every env."""
-        self.console.print(status_table(self.engine))
+        self.console.print(status_table(self.engine, stateful=stateful_models()))
 
     def history(self, env: str, limit: int = 20) -> None:
         """Print an env's releases, newest first."""
+        releases = releases_history(self.engine, env, limit)
         self.console.print(
-            history_table(releases_history(self.engine, env, limit), f"releases of {env}")
+            history_table(releases, f"releases of {env}", stateful=stateful_models())
         )
 
     def at(self, env: str, when: str | datetime) -> ReleaseRecord | None:
@@ -224,7 +236,7 @@ class LedgerShortcuts:
         """Print what differs between two releases."""
         a = release_by_tag(self.engine, tag_a, env)
         b = release_by_tag(self.engine, tag_b, env)
-        self.console.print(diff_table(a, b))
+        self.console.print(diff_table(a, b, stateful_models()))
 
     def rollouts(self, env: str | None = None, limit: int = 20) -> None:
         """Print the newest rollouts."""

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from cli.options import Actor, operator
 from cli.resources import ledger_database, open_registry
+from cli.rollout import stateful_models
 from cli.tables import rollouts_table
 from config import load_settings
 from core.errors import NotFoundError
@@ -46,6 +47,7 @@ def release_promote(
     check_env(from_env)
     check_env(to_env)
     settings = load_settings()
+    stateful = stateful_models()
     with ledger_database(settings) as engine:
         if current_release(engine, from_env) is None:  # fails before MLflow is imported
             raise NotFoundError(f"nothing was ever released in {from_env}: nothing to promote")
@@ -58,6 +60,7 @@ def release_promote(
             actor=operator(actor),
             reason=reason,
             force=force,
+            stateful=stateful,
         )
     console.print(rollouts_table(rollouts, f"promoted {from_env} -> {to_env}: rollouts opened"))
     for rollout in rollouts:

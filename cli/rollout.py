@@ -7,6 +7,8 @@ or tags, and only after the rollout id was checked (so a typo fails before MLflo
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
@@ -14,7 +16,7 @@ from rich.console import Console
 
 from cli.options import Actor, Env, Reason, RolloutId, operator
 from cli.resources import ledger_database, open_registry
-from cli.tables import events_table, rollouts_table, stage_text
+from cli.tables import events_table, rollouts_table, stage_text, versions_text
 from config import load_settings
 from core.errors import SmlError
 from core.ledger import (
@@ -42,10 +44,44 @@ rollout_app = typer.Typer(
 
 def _print_rollout(verb: str, r: RolloutRecord) -> None:
     console.print(
-        f"rollout #{r.id} {verb}: {r.model_name} v{r.candidate_version} vs "
-        f"v{r.champion_version} in {r.env}: {r.status}, stage {stage_text(r)}, {r.percent:g}%",
+        f"rollout #{r.id} {verb}: {versions_text(r)} in {r.env}: {r.status}, "
+        f"stage {stage_text(r)}, {r.percent:g}%",
         highlight=False,
     )
+
+
+def stateful_models() -> frozenset[str]:
+    """The registered model names whose versions read release state (their family has a
+    `state`): a version of one takes no traffic before its state is published.
+
+    Imports the model families (pandas) only when a command needs the set.
+    """
+    from models import FAMILIES
+
+    return frozenset(f.name for f in FAMILIES.values() if f.state)
+
+
+_MEMBER = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)=(?P<version>\d+)$")
+
+
+def parse_bundle(pairs: Sequence[str] | None) -> dict[str, str] | None:
+    """`["faq-retriever=4"]` -> {"faq-retriever": "4"} (None for no pairs).
+
+    Raises:
+        SmlError: a pair that is not NAME=VERSION (VERSION a number), or a model named twice.
+    """
+    bundle: dict[str, str] = {}
+    for pair in pairs or ():
+        match = _MEMBER.fullmatch(pair.strip())
+        if match is None:
+            raise SmlError(
+                f"--with: expected NAME=VERSION (a registered model and a version number), "
+                f"like faq-retriever=4; got {pair!r}"
+            )
+        if match["name"] in bundle:
+            raise SmlError(f"--with: {match['name']} named twice; name each model once")
+        bundle[match["name"]] = match["version"]
+    return bundle or None
 
 
 def parse_stages(text: str) -> list[float]:
@@ -61,7 +97,7 @@ def parse_stages(text: str) -> list[float]:
 
 
 @rollout_app.command("start")
-def rollout_start(
+def rollout_start(  # noqa: PLR0913 (each parameter is an option of the command)
     env: Env,
     model: Annotated[str, typer.Option("--model", "-m", help="registered model name")],
     version: Annotated[str, typer.Option("--version", "-v", help="candidate version")],
@@ -73,14 +109,24 @@ def rollout_start(
     champion: Annotated[
         str | None, typer.Option("--champion", help="default: the env's current version")
     ] = None,
+    with_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--with",
+            help="another model rolled out with it, as NAME=VERSION (repeatable): a bundle",
+        ),
+    ] = None,
     actor: Actor = None,
 ) -> None:
-    """Open a rollout of a registered candidate version against the env's champion."""
+    """Open a rollout of a registered candidate version against the env's champion; with
+    `--with NAME=VERSION`, a bundle: those models roll out together with it (one salt)."""
     check_env(env)
+    bundle = parse_bundle(with_)
     settings = load_settings()
     percents = check_stages(parse_stages(stages)) if stages is not None else settings.CANARY_STAGES
     if mode not in ("shadow", "canary"):
         raise SmlError(f"--mode: expected shadow or canary, got {mode!r}")
+    stateful = stateful_models()
     with ledger_database(settings) as engine:
         record = start_rollout(
             engine,
@@ -93,6 +139,8 @@ def rollout_start(
             actor=operator(actor),
             reason=reason,
             registry=open_registry(settings),
+            bundle=bundle,
+            stateful=stateful,
         )
     _print_rollout("started", record)
 
@@ -115,9 +163,18 @@ def rollout_resume(rollout_id: RolloutId, reason: Reason, actor: Actor = None) -
 
 @rollout_app.command("abort")
 def rollout_abort(rollout_id: RolloutId, reason: Reason, actor: Actor = None) -> None:
-    """Stop a rollout without judging the candidate; the champion serves everyone."""
-    with ledger_database() as engine:
-        record = abort(engine, rollout_id, actor=operator(actor), reason=reason)
+    """Stop a rollout without judging the candidate; the champion serves everyone (the
+    `<env>-candidate` aliases of its models are removed)."""
+    settings = load_settings()
+    with ledger_database(settings) as engine:
+        get_rollout(engine, rollout_id)  # unknown ids fail before MLflow is imported
+        record = abort(
+            engine,
+            rollout_id,
+            actor=operator(actor),
+            reason=reason,
+            registry=open_registry(settings),
+        )
     _print_rollout("aborted", record)
 
 
@@ -139,8 +196,10 @@ def rollout_rollback(rollout_id: RolloutId, reason: Reason, actor: Actor = None)
 
 @rollout_app.command("promote")
 def rollout_promote(rollout_id: RolloutId, reason: Reason, actor: Actor = None) -> None:
-    """Make the candidate the champion now: a new release, MLflow aliases follow."""
+    """Make the candidates the champions now: one new release (every model of a bundle),
+    MLflow aliases follow. Refused while a candidate's release state is not published."""
     settings = load_settings()
+    stateful = stateful_models()
     with ledger_database(settings) as engine:
         get_rollout(engine, rollout_id)  # unknown ids fail before MLflow is imported
         record, release = promote(
@@ -151,6 +210,7 @@ def rollout_promote(rollout_id: RolloutId, reason: Reason, actor: Actor = None) 
             registry=open_registry(settings),
             code_version=settings.CODE_VERSION,
             image_version=settings.IMAGE_VERSION,
+            stateful=stateful,
         )
     _print_rollout("promoted", record)
     forced = " (forced: its rollout was opened past a refusal)" if release.forced else ""

@@ -1,12 +1,14 @@
 """Rich tables of the ledger: status, history, diff, events, rollouts.
 
 Plain functions from ledger records to `rich.table.Table`, shared by the `sml` commands,
-the demo and `sml term`; they print nothing themselves.
+the demo and `sml term`; they print nothing themselves. Where a release's state matters,
+they take `stateful` (the model names whose versions read release state): a release's
+state is {model: `core.release_state.model_state_key(model, version)`} of those models.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +25,7 @@ from core.ledger import (
     diff_releases,
     last_figures,
 )
+from core.release_state import model_state_key
 
 
 def fmt_time(ts: datetime | None) -> str:
@@ -64,12 +67,69 @@ def also_in(env: str, releases: Mapping[str, ReleaseRecord | None]) -> list[str]
     ]
 
 
-def status_table(engine: Engine, envs: tuple[str, ...] = ENVIRONMENTS) -> Table:
+def state_keys(release: ReleaseRecord, stateful: Collection[str]) -> dict[str, str]:
+    """{model: state key} of the release's models that read state."""
+    return {
+        name: model_state_key(name, version)
+        for name, version in sorted(release.model_versions.items())
+        if name in stateful
+    }
+
+
+def state_text(release: ReleaseRecord, stateful: Collection[str]) -> str:
+    """`model:key, ...` of a release's state, or `-` when no model of it reads state."""
+    keys = state_keys(release, stateful)
+    return ", ".join(f"{name}:{key}" for name, key in keys.items()) or "-"
+
+
+def versions_text(rollout: RolloutRecord) -> str:
+    """`model vCandidate vs vChampion` for every model of a rollout, lead first (a bundle's
+    members joined by `+`)."""
+    champions = rollout.champion_versions
+    return " + ".join(
+        f"{name} v{candidate} vs v{champions[name]}"
+        for name, candidate in rollout.candidate_versions.items()
+    )
+
+
+def _rollout_cell(r: RolloutRecord, name: str) -> str:
+    """`#id`, with the bundle's lead named on every model of a bundle."""
+    if not r.bundle:
+        return f"#{r.id}"
+    return f"#{r.id} bundle (lead)" if name == r.model_name else f"#{r.id} bundle of {r.model_name}"
+
+
+def _model_row(
+    name: str, release: ReleaseRecord | None, r: RolloutRecord | None, stateful: Collection[str]
+) -> list[str]:
+    """The model's cells of a status row: champion, candidate, state, rollout, status,
+    stage, percent (the gate figures are added by the caller)."""
+    champion = release.model_versions.get(name, "-") if release else "-"
+    if r is not None:
+        champion = r.champion_versions[name]
+    state = model_state_key(name, champion) if name in stateful and champion != "-" else "-"
+    return [
+        name,
+        champion,
+        r.candidate_versions[name] if r else "-",
+        state,
+        _rollout_cell(r, name) if r else "-",
+        r.status if r else "serving",
+        stage_text(r) if r else "-",
+        f"{r.percent:g}%" if r else "-",
+    ]
+
+
+def status_table(
+    engine: Engine, envs: tuple[str, ...] = ENVIRONMENTS, stateful: Collection[str] = ()
+) -> Table:
     """Per env and model: release tag, the other envs running the same versions, champion,
-    candidate, status, stage, percent, gates."""
+    candidate (every model of a bundle, each naming the bundle's rollout), the champion's
+    state key (models in `stateful`), status, stage, percent, gates."""
     table = Table(title="status", show_lines=False)
     for column in (
-        "env", "release", "also in", "model", "champion", "candidate", "rollout", "status",
+        "env", "release", "also in", "model", "champion", "candidate", "state", "rollout",
+        "status",
     ):  # fmt: skip
         table.add_column(column)
     table.add_column("stage", justify="right")
@@ -78,27 +138,21 @@ def status_table(engine: Engine, envs: tuple[str, ...] = ENVIRONMENTS) -> Table:
     releases = {env: current_release(engine, env) for env in ENVIRONMENTS}
     for env in envs:
         release = releases[env]
-        rollouts = {r.model_name: r for r in active_rollouts(engine, env)}
-        figures = last_figures(engine, [r.id for r in rollouts.values()])
+        active = active_rollouts(engine, env)
+        rollouts = {name: r for r in active for name in r.candidate_versions}
+        figures = last_figures(engine, [r.id for r in active])
         models = sorted(set(release.model_versions if release else {}) | set(rollouts))
         if not models:
-            table.add_row(env, "(nothing released)", *["-"] * 9)
+            table.add_row(env, "(nothing released)", *["-"] * 10)
             continue
         where = ", ".join(also_in(env, releases)) or "-"
         for i, name in enumerate(models):
             r = rollouts.get(name)
-            champion = release.model_versions.get(name, "-") if release else "-"
             table.add_row(
                 env if i == 0 else "",
                 (release.tag if release else "-") if i == 0 else "",
                 where if i == 0 else "",
-                name,
-                r.champion_version if r else champion,
-                r.candidate_version if r else "-",
-                f"#{r.id}" if r else "-",
-                r.status if r else "serving",
-                stage_text(r) if r else "-",
-                f"{r.percent:g}%" if r else "-",
+                *_model_row(name, release, r, stateful),
                 format_figures(figures.get(r.id)) if r else "-",
             )
     return table
@@ -109,10 +163,16 @@ def models_text(release: ReleaseRecord) -> str:
     return ", ".join(f"{n} v{v}" for n, v in sorted(release.model_versions.items()))
 
 
-def history_table(releases: list[ReleaseRecord], title: str, highlight: int | None = None) -> Table:
-    """Releases newest first: time, tag, models, image, code, actor, reason."""
+def history_table(
+    releases: list[ReleaseRecord],
+    title: str,
+    highlight: int | None = None,
+    stateful: Collection[str] = (),
+) -> Table:
+    """Releases newest first: time, tag, models, state keys (of the models in
+    `stateful`), image, code, actor, reason."""
     table = Table(title=title)
-    for column in ("#", "time (UTC)", "tag", "models", "image", "code", "actor"):
+    for column in ("#", "time (UTC)", "tag", "models", "state", "image", "code", "actor"):
         table.add_column(column)
     table.add_column("reason", overflow="fold")
     for r in releases:
@@ -122,6 +182,7 @@ def history_table(releases: list[ReleaseRecord], title: str, highlight: int | No
             fmt_time(r.created_at),
             r.tag,
             models_text(r),
+            state_text(r, stateful),
             r.image_version,
             r.code_version,
             r.actor,
@@ -131,8 +192,9 @@ def history_table(releases: list[ReleaseRecord], title: str, highlight: int | No
     return table
 
 
-def diff_table(a: ReleaseRecord, b: ReleaseRecord) -> Table:
-    """What differs between two releases, row by row."""
+def diff_table(a: ReleaseRecord, b: ReleaseRecord, stateful: Collection[str] = ()) -> Table:
+    """What differs between two releases, row by row: code, image, each model, and the
+    release state of each model in `stateful` (its key changes with its version)."""
     diff = diff_releases(a, b)
     table = Table(title=f"{a.env}#{a.id} {a.tag}  ->  {b.env}#{b.id} {b.tag}")
     table.add_column("what")
@@ -150,6 +212,11 @@ def diff_table(a: ReleaseRecord, b: ReleaseRecord) -> Table:
     for name, version in diff.unchanged.items():
         note = "same version, other artifact" if name in diff.digests_changed else "same"
         table.add_row(name, f"v{version}", f"v{version}", note)
+    keys_a, keys_b = state_keys(a, stateful), state_keys(b, stateful)
+    for name in sorted(set(keys_a) | set(keys_b)):
+        old_key, new_key = keys_a.get(name, "-"), keys_b.get(name, "-")
+        change = "same" if old_key == new_key else "changed"
+        table.add_row(f"state {name}", old_key, new_key, change)
     return table
 
 
@@ -183,12 +250,13 @@ def rollouts_table(rollouts: list[RolloutRecord], title: str) -> Table:
     table.add_column("started (UTC)")
     table.add_column("ended (UTC)")
     for r in rollouts:
+        members = " + ".join(r.candidate_versions)
         table.add_row(
             str(r.id),
             r.env,
-            r.model_name,
-            r.champion_version,
-            r.candidate_version,
+            members,
+            " + ".join(f"v{v}" for v in r.champion_versions.values()),
+            " + ".join(f"v{v}" for v in r.candidate_versions.values()),
             r.status,
             stage_text(r),
             f"{r.percent:g}%",

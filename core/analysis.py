@@ -5,9 +5,20 @@ current stage started) the database returns: the number of served requests, erro
 p95 latency, how many requests were slower than the hard p95 limit and than the champion's
 p95 x (1 + margin), and how many got negative thumbs feedback.
 
-Which rows count for which arm. The router writes, per request, the row of the model that
-was asked first; a candidate that fails writes a `candidate` row with `error` set, then a
-`fallback` row answered by the champion. So:
+Whose rows count. A rollout is judged on the traffic rows of its lead model
+(`model_name = rollout.model_name`, with its rollout id): every stage statement filters on
+both. A /answer request writes one row per model it used (classifier, retriever), each
+with its own rollout id, version, role and state key; for a bundle all of them carry the
+bundle's rollout id, so counting every row would count a request once per model. The
+lead's row speaks for the request: its latency is the endpoint's (request parsed ->
+response ready, the same clock for every arm), and when any candidate member fails the
+lead's row is the `candidate` row with the error (naming the failing model), so a bundle
+is judged on its endpoint. Migration 0006's covering index includes model_name, so the
+filter keeps the scans index-only.
+
+Which rows count for which arm. The router writes, per request and model, the row of the
+version that was asked first; a candidate that fails writes a `candidate` row with `error`
+set, then a `fallback` row answered by the champion. So:
 - candidate arm = rows with role `candidate` (its failures are counted there, with the
   latency up to the failure);
 - champion arm = rows with role `champion`;
@@ -29,7 +40,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, text
-from sqlalchemy.types import Float, Integer
+from sqlalchemy.types import Float, Integer, String
 
 from core.db.models import UTCDateTime
 
@@ -38,8 +49,8 @@ NEGATIVE_THUMBS: tuple[str, ...] = ("down", "-1", "0", "negative", "bad")
 
 
 # Postgres: three small statements, each an index-only scan of the stage window
-# (migration 0002 covers (rollout_id, ts) with role, latency_ms, request_id, and indexes
-# failed rows apart). One row, one column per arm: ordered-set aggregates with FILTER
+# (migration 0006 covers (rollout_id, ts) with role, latency_ms, request_id, model_name,
+# and indexes failed rows apart). One row, one column per arm: ordered-set aggregates with FILTER
 # sort each arm's latencies once, with no sort of the whole window by role.
 _POSTGRES_SQL = """
 SELECT
@@ -52,14 +63,14 @@ SELECT
         FILTER (WHERE role = 'candidate') AS candidate_p95_ms,
     count(*) FILTER (WHERE role = 'candidate' AND latency_ms > :limit_ms) AS candidate_over_limit
 FROM traffic
-WHERE rollout_id = :rollout_id AND ts >= :since AND ts < :until
+WHERE rollout_id = :rollout_id AND model_name = :model_name AND ts >= :since AND ts < :until
   AND role IN ('champion', 'candidate')
 """
 
 _POSTGRES_ERRORS_SQL = """
 SELECT role, count(*) AS errors
 FROM traffic
-WHERE rollout_id = :rollout_id AND ts >= :since AND ts < :until
+WHERE rollout_id = :rollout_id AND model_name = :model_name AND ts >= :since AND ts < :until
   AND error IS NOT NULL AND role IN ('champion', 'candidate')
 GROUP BY role
 """
@@ -68,7 +79,8 @@ _POSTGRES_NEGATIVE_SQL = """
 SELECT t.role AS role, count(DISTINCT t.request_id) AS negative_feedback
 FROM traffic t
 JOIN feedback f ON f.request_id = t.request_id
-WHERE t.rollout_id = :rollout_id AND t.ts >= :since AND t.ts < :until
+WHERE t.rollout_id = :rollout_id AND t.model_name = :model_name
+  AND t.ts >= :since AND t.ts < :until
   AND t.role IN ('champion', 'candidate')
   AND f.kind = 'thumbs' AND f.value IN :negative AND f.ts >= :since
 GROUP BY t.role
@@ -81,7 +93,7 @@ WITH
 t AS (
     SELECT role, latency_ms, error, request_id
     FROM traffic
-    WHERE rollout_id = :rollout_id AND ts >= :since AND ts < :until
+    WHERE rollout_id = :rollout_id AND model_name = :model_name AND ts >= :since AND ts < :until
       AND role IN ('champion', 'candidate')
 ),
 neg AS (
@@ -123,7 +135,7 @@ GROUP BY t.role
 # champion p95 x (1 + margin).
 _OVER_RELATIVE_SQL = """
 SELECT count(*) FROM traffic
-WHERE rollout_id = :rollout_id AND ts >= :since AND ts < :until
+WHERE rollout_id = :rollout_id AND model_name = :model_name AND ts >= :since AND ts < :until
   AND role = 'candidate' AND latency_ms > :threshold
 """
 
@@ -206,6 +218,7 @@ def _bind(sql: str) -> Any:
         *negative,
         *limit,
         bindparam("rollout_id", type_=Integer()),
+        bindparam("model_name", type_=String()),
         bindparam("since", type_=UTCDateTime()),
         bindparam("until", type_=UTCDateTime()),
     )
@@ -230,12 +243,14 @@ def stage_figures(
     engine: Engine,
     rollout_id: int,
     *,
+    model_name: str,
     since: datetime,
     until: datetime,
     latency_limit_ms: float,
     p95_margin: float,
 ) -> StageFigures:
-    """Compute both arms' figures of `rollout_id` over [since, until) in SQL.
+    """Compute both arms' figures of `rollout_id` over [since, until) in SQL, on the rows
+    of `model_name` (the rollout's lead: one row per request).
 
     A few statements in one transaction: the per-arm aggregates (on Postgres split in
     latency, errors, and negative feedback, each an index-only scan), then the count of
@@ -251,6 +266,7 @@ def stage_figures(
         raise ValueError("since must not be after until")
     params = {
         "rollout_id": rollout_id,
+        "model_name": model_name,
         "since": since,
         "until": until,
         "limit_ms": latency_limit_ms,
@@ -303,12 +319,14 @@ def _count_over_relative(conn: Connection, params: dict[str, Any], threshold: fl
     over = conn.execute(
         text(_OVER_RELATIVE_SQL).bindparams(
             bindparam("rollout_id", type_=Integer()),
+            bindparam("model_name", type_=String()),
             bindparam("since", type_=UTCDateTime()),
             bindparam("until", type_=UTCDateTime()),
             bindparam("threshold", type_=Float()),
         ),
         {
             "rollout_id": params["rollout_id"],
+            "model_name": params["model_name"],
             "since": params["since"],
             "until": params["until"],
             "threshold": threshold,

@@ -142,7 +142,10 @@ def answer_approval(
             case NoAnswer():
                 return TickOutcome(rollout.id, "held", "no operator answer", rollout.stage_index)
             case OperatorAnswer(decision="approve"):
-                fresh = plan_rollout(engine, rollout, request.plan.policy, now=now or utcnow())
+                fresh = plan_rollout(
+                    engine, rollout, request.plan.policy, now=now or utcnow(),
+                    stateful=request.plan.stateful,
+                )  # fmt: skip
                 return apply_plan(
                     engine, fresh, registry=registry, code_version=code_version,
                     image_version=image_version, approved=True,
@@ -154,7 +157,10 @@ def answer_approval(
                 )  # fmt: skip
                 return TickOutcome(rollout.id, "rolled_back", answer.reason, rollout.stage_index)
             case OperatorAnswer(decision="abort"):
-                ledger.abort(engine, rollout.id, actor=answer.actor, reason=answer.reason)
+                ledger.abort(
+                    engine, rollout.id, actor=answer.actor, reason=answer.reason,
+                    registry=registry,
+                )  # fmt: skip
                 detail = f"aborted: {answer.reason}"
                 return TickOutcome(rollout.id, "skipped", detail, rollout.stage_index)
             case _:

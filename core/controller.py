@@ -15,7 +15,7 @@ The decision (`decide`, `CanaryPolicy`, `Verdict`), the tick steps (`plan_rollou
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
@@ -101,7 +101,7 @@ def _noop(_point: str) -> None:
     return None
 
 
-def reconcile(
+def reconcile(  # noqa: PLR0913 (keyword-only: the tick's settings and its test hooks)
     engine: Engine,
     policy: CanaryPolicy,
     *,
@@ -111,12 +111,16 @@ def reconcile(
     registry: ledger.AliasRegistry | None = None,
     now: datetime | None = None,
     checkpoint: Checkpoint = _noop,
+    stateful: Collection[str] = (),
 ) -> list[TickOutcome]:
     """One controller tick over every active rollout (of `env`, or all envs).
 
     A verdict that moves a rollout forward while `policy.require_approval` is on is not
     applied: the outcome is `awaiting_approval`, with an `ApprovalRequest` when this tick
-    asked (answer it with `core.approval.answer_approval`).
+    asked (answer it with `core.approval.answer_approval`). A forward move that would give
+    traffic to a candidate of a model in `stateful` (the models that read release state,
+    computed at the edges from the model families) whose state is not published is held
+    with a `state_not_ready` event; rollbacks are never held.
 
     Idempotent and crash-safe: all state is in the database, each change is one ledger
     transaction guarded by compare-and-set, so running it twice, concurrently, or again
@@ -131,7 +135,7 @@ def reconcile(
     if registry is not None:
         finish_promotions(engine, registry, env=env)
     for rollout in ledger.active_rollouts(engine, env):
-        plan = plan_rollout(engine, rollout, policy, now=now or utcnow())
+        plan = plan_rollout(engine, rollout, policy, now=now or utcnow(), stateful=stateful)
         log_verdict(plan)
         checkpoint("planned")
         if plan.awaits_operator:
@@ -157,8 +161,9 @@ def finish_promotions(
 
     The ledger commits a promotion first and moves the aliases after; a controller killed
     in between leaves `<env>-champion` on the old version. For each rollout promoted within
-    `within` whose candidate still runs in its env (no later rollback), set that env's
-    `champion` -> candidate and `previous` -> old champion if they are not so already.
+    `within` whose candidates all still run in its env (no later rollback), set that env's
+    `champion` -> candidate and `previous` -> old champion of each of its models (a
+    bundle's members too) if they are not so already.
     Only the rollout's own env's aliases are compared and moved (`core.aliases.env_alias`),
     so two environments on one registry never flip each other's champion. Returns the ids
     of the rollouts repaired.
@@ -169,23 +174,31 @@ def finish_promotions(
         if rollout.status != "promoted" or rollout.ended_at is None or rollout.ended_at < cutoff:
             continue
         release = ledger.current_release(engine, rollout.env)
-        if release is None or release.model_versions.get(rollout.model_name) != (
-            rollout.candidate_version
-        ):
+        serving = release.model_versions if release else {}
+        candidates = rollout.candidate_versions
+        if any(serving.get(name) != version for name, version in candidates.items()):
             continue
-        champion_alias = env_alias(rollout.env, "champion")
-        champion = registry.version_by_alias(rollout.model_name, champion_alias)
-        if champion is not None and champion.version == rollout.candidate_version:
+        if _repair_aliases(registry, rollout):
+            repaired.append(rollout.id)
+    return repaired
+
+
+def _repair_aliases(registry: ledger.AliasRegistry, rollout: ledger.RolloutRecord) -> bool:
+    """Move `champion` and `previous` of every model of a promoted rollout (a bundle's
+    members too) that a crash left behind; True if any moved."""
+    moved = False
+    champion_alias = env_alias(rollout.env, "champion")
+    for name, candidate in rollout.candidate_versions.items():
+        champion = registry.version_by_alias(name, champion_alias)
+        if champion is not None and champion.version == candidate:
             continue
-        registry.set_alias(rollout.model_name, champion_alias, rollout.candidate_version)
+        registry.set_alias(name, champion_alias, candidate)
         registry.set_alias(
-            rollout.model_name, env_alias(rollout.env, "previous"), rollout.champion_version
+            name, env_alias(rollout.env, "previous"), rollout.champion_versions[name]
         )
         log.warning(
-            "rollout #%s: %s alias moved to v%s after an interrupted promotion",
-            rollout.id,
-            champion_alias,
-            rollout.candidate_version,
-        )
-        repaired.append(rollout.id)
-    return repaired
+            "rollout #%s: %s alias of %s moved to v%s after an interrupted promotion",
+            rollout.id, champion_alias, name, candidate,
+        )  # fmt: skip
+        moved = True
+    return moved

@@ -9,8 +9,8 @@ carry them out through core.ledger. No Prefect here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Engine
@@ -41,6 +41,10 @@ class RolloutActionRequest(BaseModel):
         None, pattern=r"^\d+$", description="start: registered version to roll out"
     )
     mode: Literal["shadow", "canary"] = Field("canary", description="start: first phase")
+    bundle: dict[str, Annotated[str, Field(pattern=r"^\d+$")]] | None = Field(
+        None,
+        description="start: other models rolled out with it, {model: candidate version}",
+    )
     stage_index: int | None = Field(None, ge=0, description="set_stage: 0 = first stage")
 
     @model_validator(mode="after")
@@ -88,27 +92,32 @@ def apply_rollout_action(
     stages: Sequence[float],
     code_version: str,
     image_version: str,
+    stateful: Collection[str] = (),
 ) -> tuple[RolloutRecord, ReleaseRecord | None]:
     """Carry out one manual action through the ledger; return the rollout after it and,
     for `promote`, the new release.
 
     `stages` are the canary stages a `start` gets (Settings CANARY_STAGES); the registry
-    is used by start (artifact digests), promote and rollback (MLflow aliases and tags).
+    is used by start (artifact digests), promote, rollback and abort (MLflow aliases and
+    tags). Start and promote refuse a candidate of a model in `stateful` (the models that
+    read release state) whose state is not published.
 
     Raises:
+        StateNotReadyError: (start, promote) a stateful candidate's state is not published.
         ConflictError: the ledger refuses the move (the rollout ended, a stale stage).
         NotFoundError: no such rollout, or (start) no such registered version.
     """
     rid, actor, reason = request.rollout_id or 0, request.actor, request.reason
     match request.action:
         case "start":
-            return _start(engine, request, registry=registry, stages=stages), None
+            started = _start(engine, request, registry=registry, stages=stages, stateful=stateful)
+            return started, None
         case "pause":
             return ledger.pause(engine, rid, actor=actor, reason=reason), None
         case "resume":
             return ledger.resume(engine, rid, actor=actor, reason=reason), None
         case "abort":
-            return ledger.abort(engine, rid, actor=actor, reason=reason), None
+            return ledger.abort(engine, rid, actor=actor, reason=reason, registry=registry), None
         case "set_stage":
             stage = request.stage_index or 0
             return ledger.set_stage(
@@ -119,7 +128,7 @@ def apply_rollout_action(
         case "promote":
             return ledger.promote(
                 engine, rid, actor=actor, reason=reason, registry=registry,
-                code_version=code_version, image_version=image_version,
+                code_version=code_version, image_version=image_version, stateful=stateful,
             )  # fmt: skip
 
 
@@ -129,8 +138,9 @@ def _start(
     *,
     registry: AliasRegistry | None,
     stages: Sequence[float],
+    stateful: Collection[str],
 ) -> RolloutRecord:
-    """`core.ledger.start_rollout` of a `start` request.
+    """`core.ledger.start_rollout` of a `start` request (a bundle's members with it).
 
     Raises:
         ValueError: env, model or version missing (the request's validator refuses that).
@@ -147,18 +157,27 @@ def _start(
         actor=request.actor,
         reason=request.reason,
         registry=registry,
+        bundle=request.bundle,
+        stateful=stateful,
     )
 
 
 def rollback_env(
-    engine: Engine, request: RollbackRequest, *, registry: ModelRegistry, image_version: str
+    engine: Engine,
+    request: RollbackRequest,
+    *,
+    registry: ModelRegistry,
+    image_version: str,
+    stateful: Collection[str] = (),
 ) -> ReleaseRecord:
     """Roll an env back in one state change (core.ledger.rollback_env).
 
     Every version to be served again is judged under `image_version` (core.compat);
-    a `broken` one refuses the rollback unless `request.force`, which is recorded.
+    a `broken` one refuses the rollback unless `request.force`, which is recorded. A
+    version of a model in `stateful` must still have its release state published.
 
     Raises:
+        StateNotReadyError: a stateful version to serve again has no published state.
         ConflictError: a target version is judged broken (and not forced).
         NotFoundError: no release to return to, or no release with `to_tag`.
     """
@@ -172,4 +191,5 @@ def rollback_env(
         registry=registry,
         verdict_fn=compat_verdict_fn(registry, image_version),
         image_version=image_version,
+        stateful=stateful,
     )

@@ -21,7 +21,7 @@ upstream release and the registry is refused always: it is not the same artifact
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -134,17 +134,29 @@ def plan_promotion(
 
 
 def apply_promotion(
-    engine: Engine, plan: PromotionPlan, *, stages: Sequence[float], registry: AliasRegistry
+    engine: Engine,
+    plan: PromotionPlan,
+    *,
+    stages: Sequence[float],
+    registry: AliasRegistry,
+    stateful: Collection[str] = (),
 ) -> list[RolloutRecord]:
     """Open one canary rollout per step in `plan.to_env`, forced where the step is.
 
-    Every model is checked for an active rollout first, so a refusal opens nothing.
+    Every model is checked first (an active rollout carrying it, as lead or bundle member;
+    a version of a model in `stateful` whose release state is not published: `force` does
+    not go past that, the version could not answer), so a refusal opens nothing.
 
     Raises:
         ConflictError: a rollout of a model is already active in to_env, or the env moved
             since the plan (its champion is no longer the planned one).
+        StateNotReadyError: a stateful version's release state is not published.
     """
-    active = {r.model_name: r for r in ledger.active_rollouts(engine, plan.to_env)}
+    ledger.require_state_ready(
+        engine, {step.model_name: step.version for step in plan.steps}, stateful
+    )
+    rollouts = ledger.active_rollouts(engine, plan.to_env)
+    active = {name: r for r in rollouts for name in r.candidate_versions}
     busy = [
         f"#{active[s.model_name].id} ({s.model_name})" for s in plan.steps if s.model_name in active
     ]
@@ -211,7 +223,7 @@ def read_promotion(
     return PromotionFacts(source, target, ledger.completed_versions(engine, from_env), digests)
 
 
-def promote_release(
+def promote_release(  # noqa: PLR0913 (keyword-only: each is a field of the promotion)
     engine: Engine,
     registry: AliasRegistry,
     *,
@@ -221,22 +233,25 @@ def promote_release(
     actor: str,
     reason: str,
     force: bool = False,
+    stateful: Collection[str] = (),
 ) -> list[RolloutRecord]:
     """Open in `to_env` a rollout of each version `from_env`'s current release runs and
-    `to_env`'s does not (same versions, same artifact digests); return them.
+    `to_env`'s does not (same versions, same artifact digests); return them. A version of
+    a model in `stateful` (the models that read release state) needs its state published.
 
     Raises:
         NotFoundError: unknown env, nothing released in either env, a model to_env never
             released, or an unregistered version.
         ConflictError: nothing to promote, a digest mismatch (always), a version that never
             completed a rollout in from_env (without `force`), or an active rollout in the way.
+        StateNotReadyError: a stateful version's release state is not published (always).
     """
     facts = read_promotion(engine, registry, from_env=from_env, to_env=to_env)
     plan = plan_promotion(
         facts.source, facts.target, facts.proven, facts.registry_digests,
         force=force, actor=actor, reason=reason,
     )  # fmt: skip
-    return apply_promotion(engine, plan, stages=stages, registry=registry)
+    return apply_promotion(engine, plan, stages=stages, registry=registry, stateful=stateful)
 
 
 def promotion_summary(from_env: str, to_env: str, rollouts: Sequence[RolloutRecord]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,7 +21,7 @@ from sqlalchemy import Engine
 from core import ledger
 from core.analysis import StageFigures, stage_figures
 from core.canary import Action, CanaryPolicy, Verdict, decide
-from core.errors import ConflictError
+from core.errors import ConflictError, StateNotReadyError
 
 if TYPE_CHECKING:
     from core.approval import ApprovalRequest
@@ -32,6 +33,8 @@ Outcome = Literal[
 log = logging.getLogger(__name__)
 
 CONTROLLER_ACTOR = "rollout-controller"
+STATE_NOT_READY = "state_not_ready"
+"""The event kind of a forward move held because a candidate's release state is missing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,9 @@ class TickPlan:
     figures: StageFigures | None
     verdict: Verdict | None
     skipped: str | None = None
+    stateful: frozenset[str] = frozenset()
+    """The models that read release state: a forward move needs their candidates' states
+    published (an approval's fresh plan keeps the same set)."""
 
     @property
     def needs_approval_for(self) -> Action | None:
@@ -83,32 +89,44 @@ class TickOutcome:
 
 
 def plan_rollout(
-    engine: Engine, rollout: ledger.RolloutRecord, policy: CanaryPolicy, *, now: datetime
+    engine: Engine,
+    rollout: ledger.RolloutRecord,
+    policy: CanaryPolicy,
+    *,
+    now: datetime,
+    stateful: Collection[str] = (),
 ) -> TickPlan:
     """Compute the current stage's figures in SQL and decide; no write.
 
-    The stages are the ones the rollout was started with (the thresholds come from
-    `policy`). Shadow rollouts are skipped (the shadow evaluation moves them into canary).
-    Paused ones are analysed (a breach still rolls them back) but never moved forward.
+    The figures are the lead model's rows (`rollout.model_name`): for a bundle, one row per
+    request, the endpoint's. The stages are the ones the rollout was started with (the
+    thresholds come from `policy`). Shadow rollouts are skipped (the shadow evaluation
+    moves them into canary). Paused ones are analysed (a breach still rolls them back) but
+    never moved forward. `stateful` (the models that read release state) travels with the
+    plan for `apply_plan`'s readiness gate.
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: if the database cannot be queried.
     """
+    gate = frozenset(stateful)
     if rollout.status == "shadow":
-        return TickPlan(rollout, policy, None, None, "shadow: waiting for the shadow evaluation")
+        why = "shadow: waiting for the shadow evaluation"
+        return TickPlan(rollout, policy, None, None, why, gate)
     policy = dataclasses.replace(policy, stages=tuple(ledger.rollout_stages(engine, rollout.id)))
     if not 0 <= rollout.stage_index < len(policy.stages):
-        return TickPlan(rollout, policy, None, None, f"stage {rollout.stage_index} not in stages")
+        why = f"stage {rollout.stage_index} not in stages"
+        return TickPlan(rollout, policy, None, None, why, gate)
     figures = stage_figures(
         engine,
         rollout.id,
+        model_name=rollout.model_name,
         since=rollout.stage_started_at,
         until=max(now, rollout.stage_started_at),
         latency_limit_ms=policy.p95_max_ms,
         p95_margin=policy.p95_margin,
     )
     verdict = decide(figures, stage_index=rollout.stage_index, policy=policy)
-    return TickPlan(rollout, policy, figures, verdict)
+    return TickPlan(rollout, policy, figures, verdict, stateful=gate)
 
 
 def apply_plan(
@@ -125,8 +143,10 @@ def apply_plan(
 
     Safe to repeat: advances are compare-and-set on the stage index and ended rollouts
     refuse changes, so a plan made from stale state ends as `conflict`, writing nothing.
-    A forward move that needs approval (policy.require_approval) is only made when
-    `approved`.
+    A forward move (advance, promote) that would give traffic to a candidate whose release
+    state is not published is held, with a `state_not_ready` event saying which and the
+    fix; a rollback is never held. A forward move that needs approval
+    (policy.require_approval) is only made when `approved`.
     """
     rollout, verdict = plan.rollout, plan.verdict
     if verdict is None:
@@ -142,6 +162,9 @@ def apply_plan(
         if verdict.action == "hold" or rollout.status != "canary":
             why = reason if verdict.action == "hold" else f"{rollout.status}: not moving"
             return TickOutcome(rollout.id, "held", why, rollout.stage_index)
+        held = _hold_without_state(engine, plan, actor)
+        if held is not None:
+            return held
         if plan.policy.require_approval and not approved:
             return TickOutcome(
                 rollout.id, "awaiting_approval", f"{verdict.action} needs an operator",
@@ -162,6 +185,29 @@ def apply_plan(
         # Another tick (or an operator) changed the rollout first: nothing to do here.
         log.info("rollout #%s: %s", rollout.id, exc)
         return TickOutcome(rollout.id, "conflict", str(exc), rollout.stage_index)
+
+
+def _hold_without_state(engine: Engine, plan: TickPlan, actor: str) -> TickOutcome | None:
+    """`held` with a `state_not_ready` event when a stateful candidate of the rollout has no
+    published release state (it must take no more traffic); None when the move may go on.
+
+    The event is written once per wait, not on every tick: a tick whose rollout's newest
+    event already says so only holds.
+    """
+    rollout = plan.rollout
+    try:
+        ledger.require_state_ready(engine, rollout.candidate_versions, plan.stateful)
+    except StateNotReadyError as exc:
+        why = f"{plan.needs_approval_for} held: {exc}"
+        events = ledger.rollout_events(engine, rollout.id)
+        if not events or events[-1].kind != STATE_NOT_READY:
+            ledger.record_event(
+                engine, rollout.id, kind=STATE_NOT_READY, actor=actor, reason=why,
+                figures=plan.evidence(),
+            )  # fmt: skip
+        log.warning("rollout #%s: %s", rollout.id, why)
+        return TickOutcome(rollout.id, "held", why, rollout.stage_index)
+    return None
 
 
 def _promote(
@@ -189,6 +235,7 @@ def _promote(
     ledger.promote(
         engine, rollout.id, actor=actor, reason=reason, figures=plan.evidence(),
         registry=registry, code_version=code_version, image_version=image_version,
+        stateful=plan.stateful,
     )  # fmt: skip
 
 

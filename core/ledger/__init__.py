@@ -3,8 +3,11 @@
 Modules, one job each:
 - `records`: record types, the protocols the ledger needs (registry, compat judgement);
 - `releases`, `history`: appending releases, and questions about the past;
-- `rollouts`: rollout transitions (start, advance, set stage, pause, resume, abort,
-  rollback, promote, record an event), on the row primitives of `rollout_rows`;
+- `rollouts`: rollout transitions (advance, set stage, pause, resume, abort, rollback,
+  record an event), on the row primitives of `rollout_rows`; opening one (a model or a
+  bundle) in `rollout_start`, promoting one (one release for a whole bundle) in
+  `rollout_promote`;
+- `readiness`: no traffic for a stateful version before its release state is published;
 - `reads`: rollouts and their events;
 - `env_rollback`: a whole-env rollback as read -> judge -> pure plan -> one transaction;
 - `registry_sync`: MLflow aliases and tags, moved after the database committed;
@@ -27,6 +30,7 @@ from core.ledger.history import (
     release_by_tag,
     releases_history,
 )
+from core.ledger.readiness import require_state_ready
 from core.ledger.reads import (
     active_rollouts,
     completed_versions,
@@ -109,6 +113,7 @@ __all__ = [
     "release_by_tag",
     "release_tag",
     "releases_history",
+    "require_state_ready",
     "resume",
     "rollback",
     "rollback_env",

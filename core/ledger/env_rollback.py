@@ -14,7 +14,7 @@ Four steps, each with one job, chained by `rollback_env`:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,10 +25,12 @@ from sqlalchemy.orm import Session
 from core.db import ACTIVE_STATUSES, Release, Rollout, session_scope, utcnow
 from core.errors import ConflictError, NotFoundError
 from core.ledger.history import release_by_tag
+from core.ledger.readiness import require_state_ready
 from core.ledger.records import AliasRegistry, CompatJudgement, RolloutRecord, VerdictFn
 from core.ledger.registry_sync import follow_env_rollback
 from core.ledger.releases import ReleaseRecord, _current_row, check_env, record_release_in
 from core.ledger.rollout_rows import append_event
+from core.ledger.rollout_start import rollout_models
 from core.ledger.transactions import lock_env, write_transaction
 
 
@@ -201,7 +203,8 @@ def plan_env_rollback(
 def _end_affected_rollouts(
     session: Session, plan: EnvRollbackPlan, release: ReleaseRecord, now: datetime
 ) -> list[RolloutRecord]:
-    """Roll back, with one event each, the env's active rollouts of the affected models."""
+    """Roll back, with one event each, the env's active rollouts that carry an affected
+    model (as lead or as a member of a bundle: a bundle ends as a whole)."""
     rows = session.scalars(
         select(Rollout)
         .where(Rollout.env == plan.env, Rollout.status.in_(ACTIVE_STATUSES))
@@ -209,7 +212,7 @@ def _end_affected_rollouts(
     ).all()
     ended: list[RolloutRecord] = []
     for row in rows:
-        if row.model_name not in plan.affected:
+        if plan.affected.isdisjoint(rollout_models(row)):
             continue
         from_status = row.status
         row.status, row.updated_at, row.ended_at = "rolled_back", now, now
@@ -270,6 +273,7 @@ def rollback_env(  # noqa: PLR0913 (keyword-only: each names a fact the ledger r
     verdict_fn: VerdictFn | None = None,
     code_version: str | None = None,
     image_version: str | None = None,
+    stateful: Collection[str] = (),
 ) -> ReleaseRecord:
     """Point `env` back at an earlier release's model versions, in one state change.
 
@@ -281,14 +285,19 @@ def rollback_env(  # noqa: PLR0913 (keyword-only: each names a fact the ledger r
     `verdict_fn(name, version)` (core.compat under the running image) first: a `broken`
     verdict refuses the rollback with its reason unless `force`; a forced release is marked
     `forced` and says what it went past in its reason and events. With `registry`, after
-    the commit `<env>-champion` moves back and each rolled-back version is tagged.
+    the commit `<env>-champion` moves back and each rolled-back version is tagged. A version
+    that serves again and belongs to a model in `stateful` (the models that read release
+    state) must still have its state published: a rollback switches the state pointer, it
+    never rebuilds (force does not go past this: there would be nothing to serve).
 
     Raises:
+        StateNotReadyError: a stateful version to serve again has no published state.
         NotFoundError: unknown env, unknown tag, nothing released yet, or no earlier release.
         ConflictError: a target version judged broken (without force), nothing to change,
             or the env moved meanwhile.
     """
     current, target = rollback_target(engine, env, to_tag)
+    require_state_ready(engine, changed_versions(current, target), stateful)
     judgements = judge_versions(verdict_fn, changed_versions(current, target))
     plan = plan_env_rollback(
         current,

@@ -113,7 +113,8 @@ def last_figures(engine: Engine, rollout_ids: Sequence[int]) -> dict[int, EventR
 
 def completed_versions(engine: Engine, env: str) -> dict[str, frozenset[str]]:
     """Per model, the versions that completed a rollout in `env`: the candidates of its
-    promoted rollouts, and the versions of its first release (nothing to roll out against).
+    promoted rollouts (a bundle's members too: they rolled out with it), and the versions
+    of its first release (nothing to roll out against).
 
     What a promotion from `env` to the next environment may take without `force`
     (`core.promotion`).
@@ -124,11 +125,13 @@ def completed_versions(engine: Engine, env: str) -> dict[str, frozenset[str]]:
     check_env(env)
     found: dict[str, set[str]] = {}
     with session_scope(engine) as session:
-        promoted = session.execute(
-            select(Rollout.model_name, Rollout.candidate_version).where(
-                Rollout.env == env, Rollout.status == "promoted"
+        promoted = [
+            pair
+            for row in session.scalars(
+                select(Rollout).where(Rollout.env == env, Rollout.status == "promoted")
             )
-        ).all()
+            for pair in RolloutRecord.from_row(row).candidate_versions.items()
+        ]
         first = session.scalars(
             select(Release)
             .where(Release.env == env)

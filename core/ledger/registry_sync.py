@@ -26,16 +26,37 @@ def tag_rolled_back(
     registry.set_tag(name, version, "rolled_back_at", utcnow().isoformat(timespec="seconds"))
 
 
+def _drop_candidate_alias(registry: AliasRegistry, name: str, version: str, env: str) -> None:
+    """Remove `<env>-candidate` of `name` if it still points at `version` (a newer candidate
+    keeps its alias)."""
+    alias = env_alias(env, "candidate")
+    still_candidate = registry.version_by_alias(name, alias)
+    if still_candidate is not None and still_candidate.version == version:
+        registry.delete_alias(name, alias)
+
+
 def follow_promotion(registry: AliasRegistry, promoted: RolloutRecord) -> None:
-    """In the rollout's env: `<env>-champion` -> the candidate, `<env>-previous` -> the old
-    champion, `<env>-candidate` removed if it still points at the promoted version (a newer
-    candidate keeps its alias). Other environments' aliases are not touched."""
-    name, candidate, env = promoted.model_name, promoted.candidate_version, promoted.env
-    registry.set_alias(name, env_alias(env, "champion"), candidate)
-    registry.set_alias(name, env_alias(env, "previous"), promoted.champion_version)
-    still_candidate = registry.version_by_alias(name, env_alias(env, "candidate"))
-    if still_candidate is not None and still_candidate.version == candidate:
-        registry.delete_alias(name, env_alias(env, "candidate"))
+    """For every model of the rollout (the lead and each bundle member), in its env:
+    `<env>-champion` -> its candidate, `<env>-previous` -> its old champion, `<env>-candidate`
+    removed if it still points at the promoted version (a newer candidate keeps its alias).
+    Other environments' aliases are not touched."""
+    env, champions = promoted.env, promoted.champion_versions
+    for name, candidate in promoted.candidate_versions.items():
+        registry.set_alias(name, env_alias(env, "champion"), candidate)
+        registry.set_alias(name, env_alias(env, "previous"), champions[name])
+        _drop_candidate_alias(registry, name, candidate, env)
+
+
+def follow_rollback(
+    registry: AliasRegistry, ended: RolloutRecord, *, actor: str, reason: str | None
+) -> None:
+    """After a rollout ended without promotion (rolled back, or aborted when `reason` is
+    None): every candidate of the rollout loses its `<env>-candidate` alias if it still
+    points at it, and a rolled-back one is tagged with why."""
+    for name, candidate in ended.candidate_versions.items():
+        if reason is not None:
+            tag_rolled_back(registry, name, candidate, env=ended.env, actor=actor, reason=reason)
+        _drop_candidate_alias(registry, name, candidate, ended.env)
 
 
 def follow_env_rollback(
@@ -62,11 +83,4 @@ def follow_env_rollback(
         if old is not None:
             tag_rolled_back(registry, name, old, env=env, actor=actor, reason=reason)
     for rollout in rolled_back:
-        tag_rolled_back(
-            registry,
-            rollout.model_name,
-            rollout.candidate_version,
-            env=env,
-            actor=actor,
-            reason=reason,
-        )
+        follow_rollback(registry, rollout, actor=actor, reason=reason)

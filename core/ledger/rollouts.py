@@ -11,7 +11,9 @@ twice.
 Stage numbering: a canary rollout is at stage 0..len(stages)-1 serving `stages[i]`
 percent; a shadow rollout is at stage -1 (0 percent) and advances into canary stage 0.
 
-Opening a rollout lives in `core.ledger.rollout_start` (re-exported here). MLflow is
+Opening a rollout lives in `core.ledger.rollout_start`, promoting one in
+`core.ledger.rollout_promote` (both re-exported here). A rollout of a bundle moves as one:
+every transition here is one row, so all its models move together. MLflow is
 touched only after the database committed (`core.ledger.registry_sync`): the database is
 the source of truth routers read, MLflow follows it.
 """
@@ -24,11 +26,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from core.db import ACTIVE_STATUSES, Rollout, session_scope, utcnow
-from core.errors import ConflictError, DataError, NotFoundError
+from core.db import ACTIVE_STATUSES, Rollout, utcnow
+from core.errors import ConflictError, DataError
 from core.ledger.records import AliasRegistry, EventRecord, RolloutRecord
-from core.ledger.registry_sync import follow_promotion, tag_rolled_back
-from core.ledger.releases import ReleaseRecord, record_release_in
+from core.ledger.registry_sync import follow_rollback
+from core.ledger.rollout_promote import promote
 from core.ledger.rollout_rows import append_event, locked_rollout, refuse_unless, started_stages
 from core.ledger.rollout_start import check_stages, start_rollout
 from core.ledger.transactions import write_transaction
@@ -229,14 +231,18 @@ def abort(
     actor: str,
     reason: str,
     figures: Mapping[str, Any] | None = None,
+    registry: AliasRegistry | None = None,
 ) -> RolloutRecord:
     """Stop an active rollout without judging the candidate; the champion serves everyone.
+
+    With `registry`, after the commit the `<env>-candidate` alias of every model of the
+    rollout that still points at its candidate is removed.
 
     Raises:
         NotFoundError: no such rollout.
         ConflictError: it has already ended.
     """
-    return _transition(
+    record = _transition(
         engine,
         rollout_id,
         action="abort",
@@ -246,6 +252,9 @@ def abort(
         reason=reason,
         figures=figures,
     )
+    if registry is not None:
+        follow_rollback(registry, record, actor=actor, reason=None)
+    return record
 
 
 def rollback(
@@ -259,8 +268,9 @@ def rollback(
 ) -> RolloutRecord:
     """Roll an active rollout back: the champion keeps serving everyone.
 
-    One row update; routers pick it up on their next poll. With `registry`, the candidate
-    version is tagged with why (after the commit).
+    One row update (every model of a bundle with it); routers pick it up on their next
+    poll. With `registry`, after the commit every candidate version of the rollout is
+    tagged with why and its `<env>-candidate` alias removed if it still points at it.
 
     Raises:
         NotFoundError: no such rollout.
@@ -277,97 +287,8 @@ def rollback(
         figures=figures,
     )
     if registry is not None:
-        tag_rolled_back(
-            registry,
-            record.model_name,
-            record.candidate_version,
-            env=record.env,
-            actor=actor,
-            reason=reason,
-        )
+        follow_rollback(registry, record, actor=actor, reason=reason)
     return record
-
-
-# --- promote -----------------------------------------------------------------------------
-
-
-def _candidate_digest(
-    engine: Engine, rollout_id: int, registry: AliasRegistry | None
-) -> str | None:
-    """The candidate's artifact digest from the registry (None without one: unknown).
-
-    Read before any lock is taken: it is registry I/O.
-
-    Raises:
-        NotFoundError: no such rollout, or its candidate is not registered.
-    """
-    with session_scope(engine) as session:
-        row = session.get(Rollout, rollout_id)
-        if row is None:
-            raise NotFoundError(f"rollout #{rollout_id} not found")
-        name, candidate = row.model_name, row.candidate_version
-    if registry is None:
-        return None
-    return registry.get_version(name, candidate).artifact_sha256
-
-
-def promote(
-    engine: Engine,
-    rollout_id: int,
-    *,
-    actor: str,
-    reason: str,
-    figures: Mapping[str, Any] | None = None,
-    registry: AliasRegistry | None = None,
-    code_version: str,
-    image_version: str,
-) -> tuple[RolloutRecord, ReleaseRecord]:
-    """Make the candidate the champion: rollout promoted and a new release, one transaction.
-
-    The release sets the model to the candidate version (other models carry over) with the
-    candidate's artifact digest from the registry when given (unknown otherwise), `forced`
-    when the rollout was. After the commit, the env's MLflow aliases follow: `<env>-champion`
-    -> candidate, `<env>-previous` -> old champion, `<env>-candidate` removed if still there.
-
-    Raises:
-        NotFoundError: no such rollout.
-        ConflictError: it has already ended (for example, another promotion won).
-    """
-    digest = _candidate_digest(engine, rollout_id, registry)
-    with write_transaction(engine) as session:
-        row = locked_rollout(session, rollout_id)
-        refuse_unless(row, ACTIVE_STATUSES, "promote")
-        now = utcnow()
-        release = record_release_in(
-            session,
-            env=row.env,
-            code_version=code_version,
-            image_version=image_version,
-            model_versions={row.model_name: row.candidate_version},
-            artifact_digests={row.model_name: digest},
-            reason=f"promote {row.model_name} v{row.candidate_version} "
-            f"(rollout #{row.id}): {reason}",
-            actor=actor,
-            at=now,
-            forced=row.forced,
-        )
-        from_status = row.status
-        row.status, row.percent, row.updated_at, row.ended_at = "promoted", 100.0, now, now
-        acted_on = dict(figures or {}) | {"release": {"id": release.id, "tag": release.tag}}
-        append_event(
-            session,
-            row,
-            kind="promote",
-            actor=actor,
-            reason=reason,
-            from_status=from_status,
-            figures=acted_on,
-            ts=now,
-        )
-        record = RolloutRecord.from_row(row)
-    if registry is not None:
-        follow_promotion(registry, record)
-    return record, release
 
 
 def record_event(

@@ -7,7 +7,7 @@ evaluation in the ledger and moves the rollout on its verdict.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,30 +38,37 @@ def resolve_subjects(
     env: str,
     model_name: str,
     candidate_version: str | None,
+    stateful: Collection[str] = (),
 ) -> ShadowSubjects:
     """Find the champion (current release) and candidate (given, else the active
     rollout's, else the registry's `<env>-candidate` alias) of `model_name` in `env`.
 
+    The active rollout is the one carrying the model, as its lead or as a member of a
+    bundle. A candidate of a model in `stateful` (the models that read release state)
+    takes no shadow traffic before its state is published: refused here, before any replay.
+
     Raises:
         NotFoundError: no release holds the model in `env`, or no candidate can be found.
         ConflictError: the candidate is the champion, or differs from the active rollout's.
+        StateNotReadyError: the candidate's release state is not published.
     """
     release = ledger.current_release(engine, env)
     champion = (release.model_versions if release else {}).get(model_name)
     if champion is None:
         raise NotFoundError(f"no champion of {model_name!r} in {env}: nothing released yet")
-    active = [r for r in ledger.active_rollouts(engine, env) if r.model_name == model_name]
+    active = [r for r in ledger.active_rollouts(engine, env) if model_name in r.candidate_versions]
     rollout = active[0] if active else None
     if candidate_version is None:
         candidate_version = _default_candidate(registry, env, model_name, rollout)
     candidate_version = str(candidate_version)
     if candidate_version == str(champion):
         raise ConflictError(f"{model_name} v{candidate_version} is already the champion in {env}")
-    if rollout is not None and rollout.candidate_version != candidate_version:
+    if rollout is not None and rollout.candidate_versions[model_name] != candidate_version:
         raise ConflictError(
-            f"rollout #{rollout.id} of {model_name} in {env} is for v{rollout.candidate_version}, "
-            f"not v{candidate_version}: end it first"
+            f"rollout #{rollout.id} carries {model_name} v{rollout.candidate_versions[model_name]} "
+            f"in {env}, not v{candidate_version}: end it first"
         )
+    ledger.require_state_ready(engine, {model_name: candidate_version}, stateful)
     return ShadowSubjects(env, model_name, str(champion), candidate_version, rollout)
 
 
@@ -74,7 +81,7 @@ def _default_candidate(
         NotFoundError: no rollout and no `<env>-candidate` alias.
     """
     if rollout is not None:
-        return rollout.candidate_version
+        return rollout.candidate_versions[model_name]
     alias = env_alias(env, "candidate")
     found = registry.version_by_alias(model_name, alias)
     if found is None:

@@ -11,8 +11,18 @@ from sqlalchemy import Engine, insert
 from core.analysis import stage_figures
 from core.db import Feedback, Traffic, utcnow
 
+MODEL = "intent-classifier"
 
-def _rows(rollout_id: int, role: str, latencies: list[float], start, *, errors: int = 0):
+
+def _rows(
+    rollout_id: int,
+    role: str,
+    latencies: list[float],
+    start,
+    *,
+    errors: int = 0,
+    model_name: str = MODEL,
+):
     return [
         {
             "request_id": f"{role[:2]}-{rollout_id}-{i}",
@@ -20,7 +30,7 @@ def _rows(rollout_id: int, role: str, latencies: list[float], start, *, errors: 
             "env": "dev",
             "user_id": f"u{i}",
             "rollout_id": rollout_id,
-            "model_name": "intent-classifier",
+            "model_name": model_name,
             "model_version": "2" if role == "candidate" else "1",
             "role": role,
             "input_text": "hello",
@@ -83,7 +93,13 @@ def test_stage_figures_match_numpy_on_both_backends(engine: Engine) -> None:
         conn.execute(insert(Feedback), feedback)
 
     figures = stage_figures(
-        engine, 1, since=start, until=utcnow(), latency_limit_ms=40.0, p95_margin=0.5
+        engine,
+        1,
+        model_name=MODEL,
+        since=start,
+        until=utcnow(),
+        latency_limit_ms=40.0,
+        p95_margin=0.5,
     )
 
     assert figures.champion.n == 501
@@ -106,6 +122,7 @@ def test_stage_figures_empty_window_returns_zero_arms(engine: Engine) -> None:
     figures = stage_figures(
         engine,
         99,
+        model_name=MODEL,
         since=now - timedelta(minutes=1),
         until=now,
         latency_limit_ms=250,
@@ -126,7 +143,13 @@ def test_stage_figures_p95_small_samples_interpolate_like_percentile_cont(
     with engine.begin() as conn:
         conn.execute(insert(Traffic), _rows(3, "champion", latencies, start))
     figures = stage_figures(
-        engine, 3, since=start, until=utcnow(), latency_limit_ms=250, p95_margin=0.5
+        engine,
+        3,
+        model_name=MODEL,
+        since=start,
+        until=utcnow(),
+        latency_limit_ms=250,
+        p95_margin=0.5,
     )
     assert figures.champion.p95_ms == pytest.approx(np.percentile(latencies, 95))
 
@@ -134,4 +157,49 @@ def test_stage_figures_p95_small_samples_interpolate_like_percentile_cont(
 def test_stage_figures_naive_time_is_refused(engine: Engine) -> None:
     naive = utcnow().replace(tzinfo=None)
     with pytest.raises(ValueError, match="timezone-aware"):
-        stage_figures(engine, 1, since=naive, until=naive, latency_limit_ms=1, p95_margin=0)
+        stage_figures(
+            engine,
+            1,
+            model_name=MODEL,
+            since=naive,
+            until=naive,
+            latency_limit_ms=1,
+            p95_margin=0,
+        )
+
+
+def test_stage_figures_count_a_bundle_request_once_on_its_lead_rows(engine: Engine) -> None:
+    """A /answer request of a bundle writes one row per model, all with the bundle's
+    rollout id: only the lead's rows are judged, so each request counts once, and the
+    member's own errors, latencies and feedback joins do not count twice."""
+    start = utcnow() - timedelta(minutes=2)
+    lead = _rows(5, "champion", [10.0] * 20, start) + _rows(
+        5, "candidate", [30.0] * 10, start, errors=2
+    )
+    member = [
+        dict(row, model_name="faq-retriever", latency_ms=row["latency_ms"] * 100, error="slow")
+        for row in lead
+    ]
+    feedback = [
+        {"request_id": "ca-5-3", "ts": start + timedelta(minutes=1), "kind": "thumbs",
+         "value": "down"},
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(insert(Traffic), lead + member)
+        conn.execute(insert(Feedback), feedback)
+
+    figures = stage_figures(
+        engine, 5, model_name=MODEL, since=start, until=utcnow(), latency_limit_ms=25.0,
+        p95_margin=0.5,
+    )  # fmt: skip
+    assert (figures.champion.n, figures.candidate.n) == (20, 10)
+    assert (figures.champion.errors, figures.candidate.errors) == (0, 2)
+    assert (figures.champion.p95_ms, figures.candidate.p95_ms) == (10.0, 30.0)
+    assert (figures.champion.over_limit, figures.candidate.over_limit) == (0, 10)
+    assert figures.candidate.over_relative == 10
+    assert figures.candidate.negative_feedback == 1
+    member_view = stage_figures(
+        engine, 5, model_name="faq-retriever", since=start, until=utcnow(),
+        latency_limit_ms=25.0, p95_margin=0.5,
+    )  # fmt: skip
+    assert member_view.candidate.errors == 10  # the member's rows are there, just not judged

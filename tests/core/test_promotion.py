@@ -213,7 +213,7 @@ def test_migration_0005_adds_forced_to_existing_rollouts(db_url: str) -> None:
             ),
             {"t": now},
         )
-    assert upgrade(eng) == "0005"
+    assert upgrade(eng, "0005") == "0005"
     columns = {c["name"]: c for c in inspect(eng).get_columns("rollouts")}
     assert columns["forced"]["nullable"] is False
     with session_scope(eng) as s:
