@@ -124,8 +124,8 @@ def main() -> None:
 
             def stage_query(since=stage_start):
                 return stage_figures(
-                    engine, 1, since=since, until=stage_end,
-                    latency_limit_ms=250.0, p95_margin=0.5,
+                    engine, 1, model_name="intent-classifier", since=since,
+                    until=stage_end, latency_limit_ms=250.0, p95_margin=0.5,
                 )  # fmt: skip
 
             figures = stage_query()

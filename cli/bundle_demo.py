@@ -85,10 +85,11 @@ class BundleStory:
     def step_embedder_upgrade(self, settings: Settings, console: Console) -> None:
         """Train an upgraded embedder, build its state, canary it bundled with the classifier."""
         from cli.resources import open_registry
-        from cli.state import build_one, stateful_models
+        from cli.state import build_one
         from core import ledger
         from core.db import state_database
         from flows.train import train
+        from models import stateful_models
 
         lc = self.lifecycle
         lc._router(settings)
@@ -124,16 +125,18 @@ class BundleStory:
         lc._sync_router()
         status = lc._drive_canary(settings, console, rollout.id, users=self._answer_users)
         console.print(f"bundle rollout #{rollout.id}: [bold]{status}[/bold]")
-        changed = sum(a != b for a, b in zip(self.before, self._probe_answers(settings)))
+        changed = sum(
+            a != b for a, b in zip(self.before, self._probe_answers(settings), strict=True)
+        )
         console.print(f"{changed} of {PROBES} probe questions now get different answers")
 
     def step_instant_rollback(self, settings: Settings, console: Console) -> None:
         """Roll stg back to the release before the upgrade: old answers, nothing rebuilt."""
         from cli.resources import open_registry
-        from cli.state import stateful_models
         from core import ledger
         from core.db import state_database
         from core.release_state import list_states
+        from models import stateful_models
 
         env = settings.ENVIRONMENT
         with state_database(settings.database_url) as engine:

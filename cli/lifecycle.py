@@ -18,6 +18,7 @@ import os
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,8 @@ PREFECT_QUIET: dict[str, str] = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 MAX_TICKS_PER_STAGE = 6
+Users = Callable[[Settings, int], dict[str, int]]
+"""Simulated users: (settings, requests) -> requests served per role."""
 
 
 def start_warm_up(settings: Settings) -> list[threading.Thread]:
@@ -102,16 +105,6 @@ def apply_demo_environment() -> None:
     for key, value in (DEMO_OVERRIDES | PREFECT_QUIET).items():
         os.environ[key] = value
     get_settings.cache_clear()
-
-
-@dataclass
-class StageRecord:
-    """The figures one controller decision acted on (for the summary and the plots)."""
-
-    rollout_id: int
-    label: str
-    action: str
-    figures: dict[str, Any]
 
 
 @dataclass
@@ -198,8 +191,10 @@ class Lifecycle:
         if self.service is not None:
             self.service.poller.poll_once()
 
-    def _drive_canary(self, settings: Settings, console: Console, rollout_id: int) -> str:
-        """Users + controller ticks until the rollout ends; print each decision."""
+    def _drive_canary(
+        self, settings: Settings, console: Console, rollout_id: int, users: Users | None = None
+    ) -> str:
+        """Users (default: /predict ones) + controller ticks until the rollout ends."""
         from core import ledger
         from flows.rollout_controller import rollout_controller
 
@@ -214,7 +209,7 @@ class Lifecycle:
                 share = min(rollout.percent, 100 - rollout.percent) or 100
                 requests = math.ceil(settings.CANARY_MIN_SAMPLES * 150 / share)
                 started = time.monotonic()
-                roles = self._users(settings, requests)
+                roles = (users or self._users)(settings, requests)
                 served = time.monotonic() - started
                 outcomes = rollout_controller(env=settings.ENVIRONMENT)
                 ticked = time.monotonic() - started - served
@@ -337,6 +332,7 @@ class Lifecycle:
         from cli.resources import open_registry
         from core import ledger
         from core.plots import stage_plot
+        from core.reporting import stage_records
 
         self.close()
         engine = _engine(settings)
@@ -374,19 +370,6 @@ class Lifecycle:
             console.print(f"reports (PNG, markdown): {out_dir}")
         finally:
             engine.dispose()
-
-
-def stage_records(rollout_id: int, events: list[Any], stages: list[float]) -> list[StageRecord]:
-    """The figures each controller decision (advance, promote, rollback) acted on."""
-    records = []
-    for event in events:
-        figures = event.figures or {}
-        if event.kind not in ("advance", "promote", "rollback") or "figures" not in figures:
-            continue
-        index = int(figures.get("verdict", {}).get("stage_index", 0))
-        label = f"{stages[index]:g}%" if 0 <= index < len(stages) else str(index)
-        records.append(StageRecord(rollout_id, label, event.kind, figures["figures"]))
-    return records
 
 
 def _engine(settings: Settings) -> Any:

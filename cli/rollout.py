@@ -56,9 +56,9 @@ def stateful_models() -> frozenset[str]:
 
     Imports the model families (pandas) only when a command needs the set.
     """
-    from models import FAMILIES
+    import models
 
-    return frozenset(f.name for f in FAMILIES.values() if f.state)
+    return models.stateful_models()
 
 
 _MEMBER = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)=(?P<version>\d+)$")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -213,3 +214,26 @@ def rollout_action_summary(action: str, record: RolloutRecord) -> str:
 def rollout_action_report_markdown(summary: str, actor: str, reason: str) -> str:
     """The rollout-action flow's report: what, by whom and why."""
     return f"# rollout-action\n\n{summary}\n\nby {actor}: {reason}\n"
+
+
+@dataclass
+class StageRecord:
+    """The figures one controller decision acted on (for the summary and the plots)."""
+
+    rollout_id: int
+    label: str
+    action: str
+    figures: dict[str, Any]
+
+
+def stage_records(rollout_id: int, events: list[Any], stages: list[float]) -> list[StageRecord]:
+    """The figures each controller decision (advance, promote, rollback) acted on."""
+    records = []
+    for event in events:
+        figures = event.figures or {}
+        if event.kind not in ("advance", "promote", "rollback") or "figures" not in figures:
+            continue
+        index = int(figures.get("verdict", {}).get("stage_index", 0))
+        label = f"{stages[index]:g}%" if 0 <= index < len(stages) else str(index)
+        records.append(StageRecord(rollout_id, label, event.kind, figures["figures"]))
+    return records

@@ -101,6 +101,12 @@ FAMILIES: dict[str, ModelFamily] = {
 }
 
 
+def stateful_models() -> frozenset[str]:
+    """The names of the families whose versions read release state (`state` set): core
+    functions that gate traffic on a built state take this set as `stateful`."""
+    return frozenset(family.name for family in FAMILIES.values() if family.state)
+
+
 def get_family(name: str) -> ModelFamily:
     """The family registered as `name`.
 

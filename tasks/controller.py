@@ -14,6 +14,7 @@ from config import Settings
 from core import controller
 from core.controller import ApprovalRequest, CanaryPolicy, NoAnswer, OperatorAnswer, TickOutcome
 from core.ledger import AliasRegistry
+from models import stateful_models
 from tasks.policies import IO_TASK
 
 
@@ -34,6 +35,7 @@ def reconcile(
         image_version=settings.IMAGE_VERSION,
         env=env,
         registry=registry,
+        stateful=stateful_models(),
     )
 
 

@@ -16,6 +16,7 @@ from core import manual_actions
 from core.ledger import AliasRegistry, ReleaseRecord, RolloutRecord
 from core.manual_actions import RollbackRequest, RolloutActionRequest
 from core.registry import ModelRegistry
+from models import stateful_models
 from tasks.policies import IO_TASK
 
 
@@ -35,6 +36,7 @@ def apply_rollout_action(
         stages=settings.CANARY_STAGES,
         code_version=settings.CODE_VERSION,
         image_version=settings.IMAGE_VERSION,
+        stateful=stateful_models(),
     )
     if release is not None:
         get_run_logger().info("%s release %s", release.env, release.tag)
@@ -47,5 +49,5 @@ def rollback_env(
 ) -> ReleaseRecord:
     """`core.manual_actions.rollback_env` (refused when the target is judged broken)."""
     return manual_actions.rollback_env(
-        engine, request, registry=registry, image_version=image_version
+        engine, request, registry=registry, image_version=image_version, stateful=stateful_models()
     )

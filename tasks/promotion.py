@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from core import promotion
 from core.ledger import AliasRegistry, RolloutRecord
 from core.promotion import PromotionFacts, PromotionPlan
+from models import stateful_models
 from tasks.policies import IO_TASK
 
 
@@ -41,4 +42,6 @@ def apply_promotion(
     engine: Engine, plan: PromotionPlan, registry: AliasRegistry, stages: Sequence[float]
 ) -> list[RolloutRecord]:
     """`core.promotion.apply_promotion`: one canary rollout per model in the plan's env."""
-    return promotion.apply_promotion(engine, plan, stages=stages, registry=registry)
+    return promotion.apply_promotion(
+        engine, plan, stages=stages, registry=registry, stateful=stateful_models()
+    )

@@ -30,6 +30,7 @@ from core.shadow import (
     ShadowSubjects,
     ShadowThresholds,
 )
+from models import stateful_models
 from tasks.policies import IO_TASK
 
 
@@ -43,7 +44,12 @@ def resolve_subjects(
 ) -> ShadowSubjects:
     """`core.shadow.resolve_subjects`: champion, candidate and rollout to evaluate."""
     return shadow.resolve_subjects(
-        engine, registry, env=env, model_name=model_name, candidate_version=candidate_version
+        engine,
+        registry,
+        env=env,
+        model_name=model_name,
+        candidate_version=candidate_version,
+        stateful=stateful_models(),
     )
 
 
