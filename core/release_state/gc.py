@@ -62,6 +62,20 @@ class GcReport:
             f"{len(self.orphans)} abandoned staging areas; {len(self.busy)} busy (building)"
         )
 
+    def markdown(self) -> str:
+        """The report as markdown (a Prefect artifact)."""
+        verb = "Would drop" if self.dry_run else "Dropped"
+        sections = [
+            ("Kept states", self.kept),
+            (f"{verb} (states)", self.dropped),
+            (f"{verb} (abandoned staging)", self.orphans),
+            ("Left alone (a build is running)", self.busy),
+        ]
+        lines = ["# Release state garbage collection", "", self.describe()]
+        for title, items in sections:
+            lines += ["", f"## {title}", ""] + [f"- `{item}`" for item in items or ["none"]]
+        return "\n".join(lines)
+
 
 def retained_keys(
     engine: Engine, *, keep_releases: int, stateful: Collection[str], states: list[ReleaseState]
