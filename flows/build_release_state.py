@@ -14,13 +14,11 @@ rename and the `release_states` row. Leaves a markdown artifact with rows and se
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, unmapped
-from sqlalchemy import Engine
+from prefect import flow
 
 from config import get_settings
 from core.db import state_database
-from core.registry import ModelRegistry
-from core.release_state import Chunk, ReleaseState, StagingArea, build_report_markdown
+from core.release_state import ReleaseState, build_report_markdown
 from core.reporting import artifact_key
 from tasks.registry import open_registry
 from tasks.release_state import (
@@ -30,9 +28,9 @@ from tasks.release_state import (
     publish,
     read_corpus,
     state_build_lock,
-    write_chunk,
+    write_chunks,
 )
-from tasks.reporting import advance_progress, publish_markdown, start_progress
+from tasks.reporting import publish_markdown
 
 
 @flow(name="build-release-state")
@@ -76,31 +74,3 @@ def build_release_state(
         description=f"release state of {model_name} v{version}: {state.rows} rows",
     )
     return state
-
-
-def write_chunks(
-    engine: Engine,
-    registry: ModelRegistry,
-    area: StagingArea,
-    model_name: str,
-    version: str,
-    chunks: list[Chunk],
-) -> int:
-    """Map the chunk writer over the chunks; a progress artifact and the log follow them.
-    Returns the rows written."""
-    logger = get_run_logger()
-    total = sum(len(chunk) for chunk in chunks)
-    progress = start_progress(
-        key=artifact_key("release-state", model_name, "progress"),
-        description=f"answers embedded and written for {model_name} v{version}",
-    )
-    futures = write_chunk.map(
-        unmapped(engine), unmapped(registry), unmapped(area),
-        unmapped(model_name), unmapped(version), chunks,
-    )  # fmt: skip
-    done = 0
-    for future in futures:
-        done += future.result()
-        advance_progress(progress, done, total)
-        logger.info("%d of %d answers written", done, total)
-    return done

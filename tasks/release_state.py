@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
@@ -20,7 +20,9 @@ from config import Settings
 from core import release_state
 from core.registry import ModelRegistry
 from core.release_state import Chunk, GcReport, ReleaseState, StagingArea, model_state_key
+from core.reporting import artifact_key
 from tasks.policies import IO_TASK
+from tasks.reporting import advance_progress, start_progress
 
 LOCK_TIMEOUT_SECONDS = 1800.0
 """How long a build waits for another build of the same model version."""
@@ -137,3 +139,32 @@ def collect_garbage(
         logger.info("left %s: a build holds it", location)
     logger.info(report.describe())
     return report
+
+
+def write_chunks(
+    engine: Engine,
+    registry: ModelRegistry,
+    area: StagingArea,
+    model_name: str,
+    version: str,
+    chunks: list[Chunk],
+) -> int:
+    """Map `write_chunk` over the chunks (a plain function, not a task: the mapped runs
+    are the tasks); a progress artifact and the log follow them. Returns the rows written.
+    """
+    logger = get_run_logger()
+    total = sum(len(chunk) for chunk in chunks)
+    progress = start_progress(
+        key=artifact_key("release-state", model_name, "progress"),
+        description=f"answers embedded and written for {model_name} v{version}",
+    )
+    futures = write_chunk.map(
+        unmapped(engine), unmapped(registry), unmapped(area),
+        unmapped(model_name), unmapped(version), chunks,
+    )  # fmt: skip
+    done = 0
+    for future in futures:
+        done += future.result()
+        advance_progress(progress, done, total)
+        logger.info("%d of %d answers written", done, total)
+    return done
