@@ -2,10 +2,10 @@
 
 The steps are separate functions so a flow can map `write_chunk` over the chunks across
 workers (flows/build_release_state.py); `build_answer_index` runs the same steps in one
-process, embedding chunk i+1 on a second thread while chunk i is written (the CLI, the
-benchmark). Nothing is readable before `publish`; a build killed at any point leaves only
-a staging area, which the next build of the key drops first and garbage collection
-removes once no live build holds the key's lock.
+process (the CLI, the benchmark), overlapping embedding and writing where that pays.
+Nothing is readable before `publish`; a build killed at any point leaves only a staging
+area, which the next build of the key drops first and garbage collection removes once no
+live build holds the key's lock.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from core.release_state.chunks import Chunk, Embedder, chunk_rows_of, embed_chunk, plan_chunks
 from core.release_state.keys import ReleaseState, find_state, model_state_key
 from core.release_state.staging import (
+    POSTGRES,
     StagingArea,
     build_lock,
     prepare_staging,
@@ -57,18 +58,34 @@ def _write_all(
     embedder: Embedder,
     progress: Progress | None,
 ) -> int:
-    """Write every chunk, embedding the next chunk while the current one is written."""
+    """Embed and write every chunk. On Postgres chunk i is written by a second thread
+    while chunk i+1 is embedded: the server parses and indexes the COPY in its own process
+    and the writer thread only waits (GIL released). On SQLite the writes run in turn: the
+    row binding holds the GIL, so a second thread only took turns with the embedder
+    (measured slower, docs/benchmarks.md)."""
     total, done = sum(len(c) for c in chunks), 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-embed") as pool:
-        pending: Future[np.ndarray] = pool.submit(embed_chunk, embedder, chunks[0])
-        for number, chunk in enumerate(chunks):
-            vectors = pending.result()
-            if number + 1 < len(chunks):
-                pending = pool.submit(embed_chunk, embedder, chunks[number + 1])
-            done += write_vectors(engine, area, chunk, vectors)
-            if progress is not None:
-                progress(done, total)
+    if area.backend != POSTGRES:
+        for chunk in chunks:
+            done += write_chunk(engine, area, chunk, embedder)
+            _report(progress, done, total)
+        return done
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-writer") as writer:
+        pending: Future[int] | None = None
+        for chunk in chunks:
+            vectors = embed_chunk(embedder, chunk)
+            if pending is not None:
+                done += pending.result()
+                _report(progress, done, total)
+            pending = writer.submit(write_vectors, engine, area, chunk, vectors)
+        if pending is not None:
+            done += pending.result()
+            _report(progress, done, total)
     return done
+
+
+def _report(progress: Progress | None, done: int, total: int) -> None:
+    if progress is not None:
+        progress(done, total)
 
 
 def build_answer_index(

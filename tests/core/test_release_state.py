@@ -152,6 +152,20 @@ def test_nothing_is_readable_before_publish_then_require_ready_passes(
     assert state.build_seconds >= 0
 
 
+def test_texts_with_tabs_newlines_backslashes_and_unicode_round_trip(
+    engine: Engine, tmp_path: Path, embedder: TfidfEmbedder
+) -> None:
+    odd = CORPUS.iloc[:5].copy()
+    odd.loc[0, "text"] = "tab\there\nnew line \\N backslash \\x00 é 中文 \r end"
+    odd.loc[1, "answer_id"] = "id with\ttab"
+    state, _ = build_answer_index(
+        engine, RETRIEVER, "7", embedder, odd, state_dir=tmp_path, chunk_rows=2
+    )
+    index = load_answer_index(engine, state)
+    assert index.texts == odd["text"].tolist()
+    assert index.answer_ids == odd["answer_id"].tolist()
+
+
 def test_publish_refuses_a_staging_index_with_a_missing_chunk(
     engine: Engine, tmp_path: Path, embedder: TfidfEmbedder
 ) -> None:
