@@ -25,8 +25,10 @@ from core.release_state.staging import (
     POSTGRES,
     StagingArea,
     build_lock,
+    copy_payload,
     prepare_staging,
     publish,
+    write_copy,
     write_rows,
 )
 
@@ -72,11 +74,12 @@ def _write_all(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-writer") as writer:
         pending: Future[int] | None = None
         for chunk in chunks:
-            vectors = embed_chunk(embedder, chunk)
+            # embedding and encoding hold the GIL: here; the writer mostly waits on the server
+            payload = copy_payload(chunk_rows_of(chunk, embed_chunk(embedder, chunk)))
             if pending is not None:
                 done += pending.result()
                 _report(progress, done, total)
-            pending = writer.submit(write_vectors, engine, area, chunk, vectors)
+            pending = writer.submit(write_copy, engine, area, chunk.start, chunk.stop, payload)
         if pending is not None:
             done += pending.result()
             _report(progress, done, total)

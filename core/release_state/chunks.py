@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from core.answer_index import encode_vector
+from core.answer_index import VECTOR_DTYPE
 from core.errors import DataError
 
 CORPUS_COLUMNS = ("answer_id", "intent", "text")
@@ -119,8 +119,12 @@ def embed_chunk(embedder: Embedder, chunk: Chunk) -> np.ndarray:
 
 def chunk_rows_of(chunk: Chunk, vectors: np.ndarray) -> list[tuple[int, str, str, str, bytes]]:
     """The chunk as pre-encoded `answer_index` rows (position, answer_id, intent, text,
-    vector bytes), ready for one executemany or COPY."""
-    encoded = [encode_vector(v) for v in vectors]
+    vector bytes: `core.answer_index.encode_vector`'s little-endian float32, sliced from
+    one buffer), ready for one executemany or COPY."""
+    block = np.ascontiguousarray(vectors, dtype=VECTOR_DTYPE)
+    width = block.shape[1] * block.itemsize
+    blob = block.tobytes()
+    encoded = [blob[at : at + width] for at in range(0, len(blob), width)]
     return list(
         zip(
             range(chunk.start, chunk.stop),

@@ -111,21 +111,7 @@ def write_rows(engine: Engine, area: StagingArea, start: int, stop: int, rows: l
         sqlalchemy.exc.SQLAlchemyError, psycopg.Error, sqlite3.Error: nothing committed.
     """
     if area.backend == POSTGRES:
-        schema = validate_identifier(area.location)
-        with engine.begin() as conn:
-            raw = conn.connection.driver_connection
-            with raw.cursor() as cur:  # type: ignore[union-attr]
-                # a staging chunk need not wait for its WAL flush: a chunk lost to a server
-                # crash fails publish's row count, it never publishes a hole
-                cur.execute("SET LOCAL synchronous_commit = off")
-                cur.execute(
-                    f"DELETE FROM {schema}.{TABLE} WHERE position >= %s AND position < %s",  # noqa: S608 (validated schema)
-                    (start, stop),
-                )
-                copy_sql = f"COPY {schema}.{TABLE} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-                with cur.copy(copy_sql) as copy:
-                    copy.write(_copy_binary(rows))
-        return len(rows)
+        return write_copy(engine, area, start, stop, copy_payload(rows))
     con = sqlite3.connect(area.location, timeout=60)
     try:
         # the staging file is thrown away on a crash: no need to sync every commit
@@ -138,7 +124,31 @@ def write_rows(engine: Engine, area: StagingArea, start: int, stop: int, rows: l
     return len(rows)
 
 
-def _copy_binary(rows: list[Row]) -> bytes:
+def write_copy(engine: Engine, area: StagingArea, start: int, stop: int, payload: bytes) -> int:
+    """Postgres: replace positions [start, stop) with a `copy_payload`, in one transaction;
+    return the rows written (stop - start). Mostly waiting on the server (GIL released).
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError, psycopg.Error: nothing committed.
+    """
+    schema = validate_identifier(area.location)
+    with engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur:  # type: ignore[union-attr]
+            # a staging chunk need not wait for its WAL flush: a chunk lost to a server
+            # crash fails publish's row count, it never publishes a hole
+            cur.execute("SET LOCAL synchronous_commit = off")
+            cur.execute(
+                f"DELETE FROM {schema}.{TABLE} WHERE position >= %s AND position < %s",  # noqa: S608 (validated schema)
+                (start, stop),
+            )
+            copy_sql = f"COPY {schema}.{TABLE} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+            with cur.copy(copy_sql) as copy:
+                copy.write(payload)
+    return stop - start
+
+
+def copy_payload(rows: list[Row]) -> bytes:
     """The rows as one COPY binary-format payload (header, one tuple per row, trailer):
     one struct.pack per row instead of psycopg's Python call per row and field, and no
     hex parsing of the vectors on the server."""
