@@ -60,26 +60,23 @@ def _write_all(
     embedder: Embedder,
     progress: Progress | None,
 ) -> int:
-    """Embed and write every chunk. On Postgres chunk i is written by a second thread
-    while chunk i+1 is embedded: the server parses and indexes the COPY in its own process
-    and the writer thread only waits (GIL released). On SQLite the writes run in turn: the
-    row binding holds the GIL, so a second thread only took turns with the embedder
-    (measured slower, docs/benchmarks.md)."""
+    """Embed and write every chunk, chunk i written by a second thread while chunk i+1 is
+    embedded. This thread embeds and encodes (pure Python and numpy: the GIL); the writer
+    mostly waits on the database with the GIL released (Postgres parses the COPY in its
+    own process; SQLite steps its B-tree outside the GIL)."""
     total, done = sum(len(c) for c in chunks), 0
-    if area.backend != POSTGRES:
-        for chunk in chunks:
-            done += write_chunk(engine, area, chunk, embedder)
-            _report(progress, done, total)
-        return done
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-writer") as writer:
         pending: Future[int] | None = None
         for chunk in chunks:
-            # embedding and encoding hold the GIL: here; the writer mostly waits on the server
-            payload = copy_payload(chunk_rows_of(chunk, embed_chunk(embedder, chunk)))
+            rows = chunk_rows_of(chunk, embed_chunk(embedder, chunk))
             if pending is not None:
                 done += pending.result()
                 _report(progress, done, total)
-            pending = writer.submit(write_copy, engine, area, chunk.start, chunk.stop, payload)
+            if area.backend == POSTGRES:
+                payload = copy_payload(rows)
+                pending = writer.submit(write_copy, engine, area, chunk.start, chunk.stop, payload)
+            else:
+                pending = writer.submit(write_rows, engine, area, chunk.start, chunk.stop, rows)
         if pending is not None:
             done += pending.result()
             _report(progress, done, total)
