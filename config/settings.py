@@ -191,6 +191,14 @@ class Settings(BaseSettings):
     SHADOW_MAX_P95_MS: float = Field(200.0, gt=0)
     SHADOW_MAX_ACCURACY_DROP: float = Field(0.02, ge=0, le=1)
 
+    # --- release state (core.release_state) ----------------------------------------------
+    RELEASE_STATE_KEEP: int = Field(
+        5, ge=1, description="releases per env whose states garbage collection keeps"
+    )
+    RELEASE_STATE_CHUNK_ROWS: int = Field(
+        2_000, ge=1, description="corpus rows embedded and written per state-build chunk"
+    )
+
     # --- validators ----------------------------------------------------------------------
     @field_validator("MODELS", mode="before")
     @classmethod

@@ -31,6 +31,7 @@ from core.aliases import env_alias
 from core.compat import CompatReport, check_version, record_verdict
 from core.errors import ConflictError
 from core.ledger import ReleaseRecord, current_release, list_rollouts, record_release
+from core.release_state import require_ready
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -261,15 +262,20 @@ def give_role(
     *,
     settings: Settings,
     actor: str,
+    stateful: Collection[str] = (),
 ) -> RetrainOutcome:
     """Give `version` the plan's role in the plan's env. A first champion: the first
     release in the ledger (the truth), then `<env>-champion` (the mirror); a crash in
     between is repaired from the ledger by the next run. A candidate: `<env>-candidate`.
     `verdict` is the champion's under this image (`judge_champion`), None without one.
+    A model in `stateful` (it reads release state) gets no role before its version's
+    state is published (the build_release_state flow runs first).
 
     Raises:
         NotFoundError: the version does not exist.
+        StateNotReadyError: the model reads state and the version's is not published.
     """
+    require_ready(engine, {plan.model: version}, stateful)
     if plan.role == "candidate":
         registry.set_alias(plan.model, plan.alias, version)
         return RetrainOutcome(

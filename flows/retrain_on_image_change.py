@@ -11,6 +11,10 @@ environment (one retrain per image); roles are per environment (`<env>-champion`
 - a release: judge its champion under this image (core.compat, a `compat.<image>` tag),
   and open the image's version as this env's candidate (training one if none exists).
 
+A version of a family that reads release state (the FAQ retriever's answer index) gets
+its state built and published (the `build_release_state` subflow) before its role: a
+version without its state takes no traffic.
+
 A first champion is ledger first: the release (the truth), then `<env>-champion` (the
 mirror); every run ends by making the model's aliases mirror the ledger (core.repair), so a
 run that crashed anywhere is finished by the next one. The state database is opened (and
@@ -26,7 +30,9 @@ from config import get_settings
 from core.db import state_database
 from core.reporting import retrain_report_markdown, retrain_summary
 from core.retrain import RetrainOutcome, check_image
+from flows.build_release_state import build_release_state
 from flows.train import train
+from models import get_family
 from tasks.registry import open_registry
 from tasks.reporting import publish_markdown
 from tasks.retrain import give_role, judge_champion, mirror_ledger, model_lock_held, plan_model
@@ -66,6 +72,9 @@ def retrain_on_image_change(image_version: str | None = None) -> list[RetrainOut
                     # Transform: judge the champion here; train unless a version exists
                     verdict = judge_champion(registry, plan)
                     version = plan.resume_version or train(model_name=model_name).version
+                    # a stateful version gets its state first: no role (no traffic) without it
+                    if get_family(model_name).state:
+                        build_release_state(model_name=model_name, version=version)
                     # Load: candidate, or the first release then the champion alias
                     outcome = give_role(engine, registry, settings, plan, version, verdict)
                 mirror_ledger(engine, registry, settings, model_name)

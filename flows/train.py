@@ -12,7 +12,8 @@ labels) fails the run with the reason and registers nothing.
 The run holds the model's lock (`core.model_lock`, in the state database) from the read
 to the alias, so a retrain of the same model never adopts a version this run is still
 finishing; run as a subflow of a retrain (which holds it already), it does not wait.
-`alias="candidate"` sets this environment's candidate alias (`<env>-candidate`).
+`alias="candidate"` sets this environment's candidate alias (`<env>-candidate`); a version
+of a family that reads release state gets its state built first (`build_release_state`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from config import get_settings
 from core.aliases import env_alias
 from core.db import state_database
 from core.registry import ModelVersionInfo
+from flows.build_release_state import build_release_state
 from models import get_family
 from models.pipeline import assemble
 from tasks.registry import open_registry, register_trained, set_alias
@@ -86,6 +88,9 @@ def train(
         registry = open_registry(settings)
         info = register_trained(registry, trained, family, settings.IMAGE_VERSION)
         if alias is not None:
+            # a stateful version gets its state before it is a candidate (takes traffic)
+            if family.state:
+                build_release_state(model_name=model_name, version=info.version)
             role = env_alias(settings.ENVIRONMENT, alias)
             info = set_alias(registry, model_name, role, info.version)
         publish_training_report(info, trained)

@@ -20,6 +20,7 @@ from core.registry import ModelRegistry
 from core.repair import repair_env
 from core.retrain import RetrainOutcome, RetrainPlan
 from tasks.policies import IO_TASK
+from tasks.release_state import stateful_models
 
 ACTOR = "retrain_on_image_change"
 LOCK_TIMEOUT_SECONDS = 1800.0
@@ -80,10 +81,12 @@ def give_role(
     version: str,
     verdict: str | None,
 ) -> RetrainOutcome:
-    """`core.retrain.give_role`: `<env>-candidate`, or a first release then `<env>-champion`."""
+    """`core.retrain.give_role`: `<env>-candidate`, or a first release then `<env>-champion`
+    (refused for a stateful version whose state is not published)."""
     return retrain.give_role(
-        engine, registry, plan, version, verdict, settings=settings, actor=ACTOR
-    )
+        engine, registry, plan, version, verdict,
+        settings=settings, actor=ACTOR, stateful=stateful_models(),
+    )  # fmt: skip
 
 
 @task(name="retrain-mirror-ledger", **IO_TASK)

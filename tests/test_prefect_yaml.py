@@ -23,7 +23,7 @@ def _id(d: dict[str, Any]) -> str:
 
 def test_prefect_yaml_has_local_stg_and_prd_for_every_flow() -> None:
     per_flow = Counter(d["entrypoint"] for d in DEPLOYMENTS)
-    assert len(per_flow) == 8  # seven flows + the image.published relay
+    assert len(per_flow) == 10  # nine flows + the image.published relay
     for entrypoint in per_flow:
         names = sorted(d["name"] for d in DEPLOYMENTS if d["entrypoint"] == entrypoint)
         assert names == ["local", "prd", "stg"], entrypoint
@@ -119,3 +119,9 @@ def test_retrain_runs_on_a_schedule_in_the_cluster_envs() -> None:
     for d in DEPLOYMENTS:
         if d["entrypoint"].endswith(":retrain_on_image_change") and d["name"] in ("stg", "prd"):
             assert d["schedules"][0]["cron"] == "*/30 * * * *"
+
+
+def test_release_state_gc_runs_daily_in_the_cluster_envs() -> None:
+    for d in DEPLOYMENTS:
+        if d["entrypoint"].endswith(":gc_release_state") and d["name"] in ("stg", "prd"):
+            assert d["schedules"][0]["cron"] == "17 3 * * *"
