@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from cli.resources import ledger_database, open_registry
+from cli.rollout import stateful_models
 from config import Settings, load_settings
 from core.errors import NotFoundError
 from core.ledger import check_env, current_release
@@ -37,13 +38,6 @@ state_app = typer.Typer(
 console = Console()
 
 
-def stateful_models() -> set[str]:
-    """The model families that read release state (models.FAMILIES, `state` set)."""
-    from models import FAMILIES
-
-    return {family.name for family in FAMILIES.values() if family.state}
-
-
 def build_one(
     settings: Settings,
     engine: Engine,
@@ -53,7 +47,7 @@ def build_one(
 ) -> tuple[ReleaseState, bool]:
     """Build the answer index of `model` = (name, version) here, with a progress bar."""
     from core.release_state import as_embedder, build_answer_index, state_dir_of
-    from core.source import read_faq_answers  # type: ignore[attr-defined,unused-ignore]
+    from core.source import read_faq_answers
 
     name, version = model
     embedder = as_embedder(registry.load(name, version).model, name, version)

@@ -16,7 +16,8 @@ from prefect import flow
 from config import get_settings
 from core.db import state_database
 from core.release_state import GcReport
-from tasks.release_state import collect_garbage, stateful_models
+from models import stateful_models
+from tasks.release_state import collect_garbage
 from tasks.reporting import publish_markdown
 
 

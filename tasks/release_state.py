@@ -28,13 +28,6 @@ LOCK_TIMEOUT_SECONDS = 1800.0
 """How long a build waits for another build of the same model version."""
 
 
-def stateful_models() -> set[str]:
-    """The model families that read release state (models.FAMILIES with `state` set)."""
-    from models import FAMILIES
-
-    return {family.name for family in FAMILIES.values() if family.state}
-
-
 @contextmanager
 def state_build_lock(engine: Engine, model_name: str, version: str) -> Iterator[None]:
     """The build lock of a version's state for a flow (from prepare to publish), so a
@@ -60,7 +53,7 @@ def find_published(engine: Engine, model_name: str, version: str) -> ReleaseStat
 @task(name="state-read-corpus", **IO_TASK)
 def read_corpus(settings: Settings) -> pd.DataFrame:
     """`core.source.read_faq_answers`: the FAQ answer corpus (answer_id, intent, text)."""
-    from core.source import read_faq_answers  # type: ignore[attr-defined,unused-ignore]
+    from core.source import read_faq_answers
 
     corpus: pd.DataFrame = read_faq_answers(settings)
     return corpus

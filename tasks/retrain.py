@@ -19,8 +19,8 @@ from core.model_lock import model_lock
 from core.registry import ModelRegistry
 from core.repair import repair_env
 from core.retrain import RetrainOutcome, RetrainPlan
+from models import stateful_models
 from tasks.policies import IO_TASK
-from tasks.release_state import stateful_models
 
 ACTOR = "retrain_on_image_change"
 LOCK_TIMEOUT_SECONDS = 1800.0

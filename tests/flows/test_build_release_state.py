@@ -16,29 +16,12 @@ from tests.core.test_release_state import RETRIEVER, TfidfEmbedder, make_corpus
 CORPUS = make_corpus(300)
 
 
-def read_faq_table(settings: object) -> pd.DataFrame:
-    """Stand-in for `core.source.read_faq_answers` until the models branch lands it: the
-    same table, the same columns, sorted by answer_id as it reads them."""
-    from config import get_settings
-    from core.db import make_engine
-
-    engine = make_engine(get_settings().source_database_url)
-    try:
-        frame = pd.read_sql_table("faq_answers", engine)[["answer_id", "intent", "text"]]
-    finally:
-        engine.dispose()
-    return frame.sort_values("answer_id").reset_index(drop=True)
-
-
 @pytest.fixture
-def faq_source(monkeypatch: pytest.MonkeyPatch) -> pd.DataFrame:
+def faq_source() -> pd.DataFrame:
     """The source table `faq_answers` (answer_id, intent, text, created_at) with 300 rows."""
-    import core.source
     from config import get_settings
     from core.db import make_engine, utcnow
 
-    if not hasattr(core.source, "read_faq_answers"):
-        monkeypatch.setattr(core.source, "read_faq_answers", read_faq_table, raising=False)
     engine = make_engine(get_settings().source_database_url)
     CORPUS.assign(created_at=utcnow()).to_sql("faq_answers", engine, index=False)
     engine.dispose()
