@@ -4,7 +4,9 @@ The demo is a list of steps, each a function of (settings, console), in lifecycl
 state database, source data, v1 champion, the release ledger, simulated users through the
 router (in process), an image bump with retraining, shadow evaluation, canary stages up to
 promotion in stg, the same release promoted to prd through its own canary, a faulty
-candidate rolled back by the controller, and a summary with PNG plots
+candidate rolled back by the controller, an embedder upgrade (its answer index built as
+release state) canaried as a bundle with the classifier on /answer, an instant rollback to
+the previous answers, and a summary with PNG plots
 of each stage's figures in `.local/reports/`. Prefect's temporary server starts once, at
 the first flow, and serves every flow of the run. The canary policy is shortened for the
 demo (`cli.lifecycle.DEMO_OVERRIDES`).
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cli.bundle_demo import BundleStory
 from cli.ledger import demo_step as step_release_ledger
 from cli.lifecycle import Lifecycle, apply_demo_environment, start_warm_up
 from cli.registry import step_registry_state
@@ -83,6 +86,7 @@ def step_migrate(settings: Settings, console: Console) -> None:
 
 
 LIFECYCLE = Lifecycle()
+BUNDLE = BundleStory(LIFECYCLE)
 
 STEPS: list[tuple[str, Callable[[Settings, Console], None]]] = [
     ("fresh demo state", step_fresh_state),
@@ -98,6 +102,8 @@ STEPS: list[tuple[str, Callable[[Settings, Console], None]]] = [
     ("release state", step_release_state),
     ("the stg release travels to prd", LIFECYCLE.step_promote_to_prd),
     ("faulty candidate rolled back", LIFECYCLE.step_faulty),
+    ("embedder upgrade as a bundle", BUNDLE.step_embedder_upgrade),
+    ("instant rollback to the previous answers", BUNDLE.step_instant_rollback),
     ("summary and plots", LIFECYCLE.step_summary),
 ]
 

@@ -38,6 +38,8 @@ DEMO_IMAGE = "demo-image-2"
 DEMO_OVERRIDES: dict[str, str] = {
     # the story runs in stg (tags with -rc); what stg promotes then travels to prd
     "ENVIRONMENT": "stg",
+    # the demo ships both families: the classifier alone, then an embedder upgrade bundled
+    "MODELS": "intent-classifier,faq-retriever",
     "CANARY_STAGES": "20,40,70,100",
     "CANARY_BAKE_SECONDS": "0.5",
     "CANARY_MIN_SAMPLES": "30",

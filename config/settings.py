@@ -142,8 +142,9 @@ class Settings(BaseSettings):
     PREFECT_WORK_POOL: str = "local"
     K8S_NAMESPACE: str = Field("stateful-ml", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     MODELS: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["intent-classifier"],
-        description="model families this environment ships (comma separated)",
+        default_factory=lambda: ["intent-classifier", "faq-retriever"],
+        description="model families this environment ships (comma separated); the first "
+        "answers /predict",
     )
 
     # --- router ------------------------------------------------------------------------

@@ -37,6 +37,7 @@ SETTINGS_ENV_KEYS = (
     "MLFLOW_ARTIFACT_LOCATION",
     "MODEL_CACHE_DIR",
     "TRAFFIC_SPILL_DIR",
+    "MODELS",
 )
 
 
@@ -56,6 +57,9 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("MLFLOW_ARTIFACT_LOCATION", str(local / "mlartifacts"))
     monkeypatch.setenv("MODEL_CACHE_DIR", str(local / "models"))
     monkeypatch.setenv("TRAFFIC_SPILL_DIR", str(local / "spill"))
+    # Most tests exercise one model; the tests of several models set MODELS themselves,
+    # and the demo, lifecycle and README tests run the shipped default (both families).
+    monkeypatch.setenv("MODELS", "intent-classifier")
     get_settings.cache_clear()
     yield local
     get_settings.cache_clear()
