@@ -93,6 +93,7 @@ class RolloutStatePoller:
         reads state)."""
         self._read_state = read_state
         self._states = states
+        self._reported: dict[str, str] = {}  # per model, the load failure last logged
         self._read_alias_state = read_alias_state
         self._cache = cache
         self._models = list(models)
@@ -242,11 +243,14 @@ class RolloutStatePoller:
             champion, champion_index = self._load(name, state.champion_version)
         except (ModelLoadError, StateLoadError) as exc:
             previous = self.plans.get(name)
-            if previous is not None:
-                log.error("%s; keeping %s v%s", exc, name, previous.champion.version)
-            else:
-                log.error("%s; %s is not served until it is", exc, name)
+            if self._reported.get(name) != str(exc):  # once per cause, not once per poll
+                self._reported[name] = str(exc)
+                if previous is not None:
+                    log.error("%s; keeping %s v%s", exc, name, previous.champion.version)
+                else:
+                    log.error("%s; %s is not served until it is", exc, name)
             return previous, False
+        self._reported.pop(name, None)
         candidate = candidate_index = candidate_error = None
         if state.candidate_version and state.mode != "champion_only":
             try:
