@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,15 +213,18 @@ def test_answer_is_404_without_a_retriever_and_503_before_its_state(
 
 
 def _roles(router: Any, users: list[str]) -> dict[str, tuple[str, str]]:
-    """Per user, the (classifier role, retriever role) of one /answer."""
-    roles = {}
-    for user in users:
+    """Per user, the (classifier role, retriever role) of one /answer (16 clients at once:
+    loopback round trips, not the router, bound a sequential loop)."""
+
+    def one(user: str) -> tuple[str, str]:
         body = router.client.post("/answer", json={"text": "where is my refund", "user_id": user})
         served = body.json()["served"]
-        roles[user] = (served[CLASSIFIER]["role"], served[RETRIEVER]["role"])
         for model in (CLASSIFIER, RETRIEVER):  # the candidate arm is version 2, and only it
             assert (served[model]["version"] == "2") == (served[model]["role"] == "candidate")
-    return roles
+        return served[CLASSIFIER]["role"], served[RETRIEVER]["role"]
+
+    with ThreadPoolExecutor(16) as pool:
+        return dict(zip(users, pool.map(one, users), strict=True))
 
 
 def test_bundle_canary_serves_each_user_one_consistent_pair(
@@ -338,6 +342,10 @@ def test_rollback_after_an_embedder_upgrade_serves_the_old_answers_within_2s(
     def ask() -> list[dict[str, Any]]:
         return [router.client.post("/answer", json={"text": q}).json() for q in questions]
 
+    def state_key_of(question: str) -> str:
+        body = router.client.post("/answer", json={"text": question}).json()
+        return str(body["served"][RETRIEVER]["state_key"])
+
     def strip(bodies: list[dict[str, Any]]) -> list[Any]:
         return [(b["intent"], b["answers"], b["served"]) for b in bodies]
 
@@ -352,7 +360,7 @@ def test_rollback_after_an_embedder_upgrade_serves_the_old_answers_within_2s(
         states_before = session.scalar(select(func.count()).select_from(ReleaseStateRow))
     started = time.monotonic()
     rollback_env(engine, "dev", actor="test", reason="embedder upgrade answers worse")
-    wait_until(lambda: ask()[0]["served"][RETRIEVER]["state_key"] == key1, timeout=10)
+    wait_until(lambda: state_key_of(questions[0]) == key1, timeout=10)
     seconds = time.monotonic() - started
     after = ask()
     router.stop()
