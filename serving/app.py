@@ -52,8 +52,7 @@ def create_app(
         registry when `model_source` is not given, else none (no fallback).
     shadow_in_canary: in canary mode, also shadow the candidate for champion-arm users.
     shadow_max_batch: most shadow jobs run in one batched `predict` call (1 = no batching).
-    stateful: the model names that read release state; defaults to `stateful_models()`
-        (the families with a `state`).
+    stateful: the model names that read release state (default: `stateful_models()`).
 
     The running `RouterService` is `app.state.service` once the lifespan has started.
     """
@@ -84,8 +83,7 @@ def create_app(
 
     app = FastAPI(
         title="Stateful ML router",
-        summary="Predictions and FAQ answers with sticky canary routing, online shadow and "
-        "fallback.",
+        summary="Predictions and FAQ answers: sticky canary routing, shadow and fallback.",
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.ROUTER_MAX_BODY_BYTES)

@@ -16,6 +16,8 @@ A model that reads release state (the retriever's answer index) is served with e
 version's published state, loaded here too (serving/state_cache.py): a champion whose
 state is not published counts as not loadable (previous plan, or not ready), a candidate
 whose state is not published as not loaded (candidate_error says so; its arm falls back).
+States live in the state database: while it has never answered (registry-alias start-up),
+a model that reads state is not served (/answer answers 503) until it does.
 """
 
 from __future__ import annotations
