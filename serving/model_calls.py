@@ -139,6 +139,7 @@ class ModelCalls:
         Raises:
             ChampionError: a champion raised (its row is logged with the error).
         """
+        calls = sorted(calls, key=lambda c: not _is_lead(c))  # a bundle's rows: lead first
         first = await asyncio.gather(*(self._attempt(c, work[c.name]) for c in calls))
         outcomes = dict(zip((c.name for c in calls), first, strict=True))
         failed, reporters = _failed_groups(calls, outcomes)

@@ -370,3 +370,57 @@ def test_rollback_after_an_embedder_upgrade_serves_the_old_answers_within_2s(
     with session_scope(engine) as session:  # no rebuild: the old state was already there
         assert session.scalar(select(func.count()).select_from(ReleaseStateRow)) == states_before
     assert model_state_key(RETRIEVER, "1") == key1
+
+
+class FaultyClassifier:
+    """A real fitted classifier that raises on inputs containing "boom" (a broken build)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, texts: list[str]) -> list[str]:
+        if any("boom" in t for t in texts):
+            raise ValueError("cannot handle this input")
+        return list(self.model.predict(texts))
+
+
+def test_bundle_falls_back_as_a_whole_when_one_member_fails(
+    sqlite_url: str, tmp_path: Path, fitted: Fitted, run_router: RouterFactory
+) -> None:
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    release(engine, {CLASSIFIER: "1", RETRIEVER: "1"})
+    key1 = publish_answer_index(engine, "1", fitted.retriever_v1, tmp_path)
+    key2 = publish_answer_index(engine, "2", fitted.retriever_v2, tmp_path)
+    rollout_id, _ = open_rollout(  # the embedder leads; the retrained classifier is broken
+        engine, RETRIEVER, "2", 100.0, bundle={CLASSIFIER: {"champion": "1", "candidate": "2"}}
+    )
+    source = fitted.source().add(CLASSIFIER, "2", FaultyClassifier(fitted.classifier))
+    router = run_router(
+        router_settings(sqlite_url, MODELS=[CLASSIFIER, RETRIEVER]),
+        model_source=source,
+        stateful=STATEFUL,
+    )
+    good = router.client.post("/answer", json={"text": "refund please", "user_id": "a"}).json()
+    bad = router.client.post("/answer", json={"text": "boom refund", "user_id": "b"}).json()
+    router.stop()
+    assert {m: s["role"] for m, s in good["served"].items()} == {
+        CLASSIFIER: "candidate",
+        RETRIEVER: "candidate",
+    }
+    assert good["served"][RETRIEVER]["state_key"] == key2
+    assert bad["served"] == {  # the pair of champions, never a mixed pair
+        CLASSIFIER: {"version": "1", "role": "fallback", "state_key": None},
+        RETRIEVER: {"version": "1", "role": "fallback", "state_key": key1},
+    }
+    rows = [r for r in _traffic(engine) if r.request_id == bad["request_id"]]
+    assert [(r.model_name, r.role, r.model_version) for r in rows] == [
+        (RETRIEVER, "candidate", "2"),  # the lead's row speaks for the bundle request
+        (RETRIEVER, "fallback", "1"),
+        (CLASSIFIER, "fallback", "1"),
+    ]
+    assert rows[0].error.startswith("intent-classifier v2: ValueError: cannot handle")
+    assert rows[0].output is None
+    assert all(r.error == rows[0].error and r.output for r in rows[1:])
+    assert {r.rollout_id for r in rows} == {rollout_id}
+    assert len({r.latency_ms for r in rows}) == 1  # one clock: the request's span
