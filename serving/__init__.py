@@ -43,11 +43,13 @@ every arm: from the request parsed (the route calls the service) to its answer r
 (all model calls of the request done), i.e. what the user waits for, minus HTTP framing
 that is the same for both arms. All rows of one request carry the same value. Every model
 call, champion and candidate alike, runs on the same thread pool through the same
-`asyncio.wait_for(run_in_executor(...))` path (the champion without a deadline): the
-thread hop the candidate needs for its timeout is applied to both arms, so an identical
-candidate has an identical latency distribution at any load (tested end to end:
-tests/serving/test_one_clock.py). A fallback's span includes the failed attempt: the
-user waited for both.
+`asyncio.wait_for(run_in_executor(...), deadline)` path (deadline: the candidate's
+ROUTER_CANDIDATE_TIMEOUT_MS; the champion's a 30 s safety net, past which the request
+fails with 500): the thread hop and the extra event-loop turn the candidate needs for its
+timeout are applied to both arms, so an identical candidate has an identical latency
+distribution at any load (tested end to end through `sml serve`:
+tests/serving/test_one_clock.py). A fallback's span includes the failed attempt: the user
+waited for both. Cost: the champion pays the hop too (~80 us of CPU, docs/benchmarks.md).
 
 Public API: `serving.app.create_app(settings, *, model_source=None, engine=None,
 state_reader=None, shadow_in_canary=True, shadow_max_batch=64, stateful=None)`; once the
