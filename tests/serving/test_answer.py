@@ -424,3 +424,25 @@ def test_bundle_falls_back_as_a_whole_when_one_member_fails(
     assert all(r.error == rows[0].error and r.output for r in rows[1:])
     assert {r.rollout_id for r in rows} == {rollout_id}
     assert len({r.latency_ms for r in rows}) == 1  # one clock: the request's span
+
+
+def test_a_released_champion_without_state_leaves_the_previous_plan_serving(
+    sqlite_url: str, tmp_path: Path, fitted: Fitted, run_router: RouterFactory
+) -> None:
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    release(engine, {CLASSIFIER: "1", RETRIEVER: "1"})
+    key1 = publish_answer_index(engine, "1", fitted.retriever_v1, tmp_path)
+    router = _start(run_router, engine, fitted)
+    release(engine, {CLASSIFIER: "2", RETRIEVER: "2"})  # v2's state was never built
+    wait_until(lambda: router.service.plans()[CLASSIFIER].state.champion_version == "2")
+    time.sleep(0.5)  # more polls: the retriever stays on v1
+    body = router.client.post("/answer", json={"text": "where is my refund"}).json()
+    assert body["served"][CLASSIFIER]["version"] == "2"
+    assert body["served"][RETRIEVER] == {"version": "1", "role": "champion", "state_key": key1}
+    key2 = publish_answer_index(engine, "2", fitted.retriever_v2, tmp_path)
+    wait_until(lambda: router.service.plans()[RETRIEVER].champion_state_key == key2)
+    body = router.client.post("/answer", json={"text": "where is my refund"}).json()
+    assert body["served"][RETRIEVER] == {"version": "2", "role": "champion", "state_key": key2}
+    router.stop()
+    engine.dispose()
