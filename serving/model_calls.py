@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -93,6 +93,9 @@ class _Failure(NamedTuple):
     kind: str = "Exception"
 
 
+_Outcome = tuple[Any, str] | _Failure
+
+
 class _Row(NamedTuple):
     """One traffic row to log once the request's span is known."""
 
@@ -145,12 +148,12 @@ class ModelCalls:
             ChampionError: a champion raised (its row is logged with the error).
         """
         calls = sorted(calls, key=lambda c: not _is_lead(c))  # a bundle's rows: lead first
-        first = await asyncio.gather(*(self._attempt(c, work[c.name]) for c in calls))
+        first = await _each(self._attempt(c, work[c.name]) for c in calls)
         outcomes = dict(zip((c.name for c in calls), first, strict=True))
         failed, reporters = _failed_groups(calls, outcomes)
         fallback_calls = [c for c in calls if c.name in failed]
-        second = await asyncio.gather(
-            *(self._attempt(c._replace(arm="champion"), work[c.name]) for c in fallback_calls)
+        second = await _each(
+            self._attempt(c._replace(arm="champion"), work[c.name]) for c in fallback_calls
         )
         fallbacks = dict(zip((c.name for c in fallback_calls), second, strict=True))
         rows, served, champion_failure = _rows(calls, outcomes, (failed, reporters), fallbacks)
@@ -258,6 +261,15 @@ class ModelCalls:
             latency_ms=latency_ms,
             error=error,
         )
+
+
+async def _each(attempts: Iterable[Awaitable[_Outcome]]) -> list[_Outcome]:
+    """Await the attempts concurrently; one alone is awaited directly (no task to create:
+    /predict's one call pays no scheduling it does not need, whichever its arm)."""
+    pending = list(attempts)
+    if len(pending) == 1:
+        return [await pending[0]]
+    return list(await asyncio.gather(*pending))
 
 
 def _is_lead(call: Call) -> bool:
