@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     ROUTER_CANDIDATE_TIMEOUT_MS: float = Field(250.0, gt=0)
     ROUTER_SHADOW_WORKERS: int = Field(2, ge=1, le=64)
     ROUTER_SHADOW_QUEUE: int = Field(256, ge=1)
+    ANSWER_TOP_K: int = Field(
+        3, ge=1, le=10, description="answers /answer returns when the request names no k"
+    )
     MODEL_CACHE_DIR: Path = Path(".local/models")
     TRAFFIC_BATCH_SIZE: int = Field(500, ge=1)
     TRAFFIC_FLUSH_SECONDS: float = Field(0.5, gt=0)

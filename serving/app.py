@@ -5,7 +5,7 @@ starts at import.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 
 import anyio
@@ -21,6 +21,14 @@ from serving.service import RouterService
 from serving.startup_fallback import AliasSource
 
 
+def stateful_models() -> frozenset[str]:
+    """The model names whose family reads release state (`models.ModelFamily.state`):
+    the router serves each of their versions together with that version's state."""
+    from models import FAMILIES
+
+    return frozenset(f.name for f in FAMILIES.values() if f.state)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -30,6 +38,7 @@ def create_app(
     alias_source: AliasSource | None = None,
     shadow_in_canary: bool = True,
     shadow_max_batch: int = 64,
+    stateful: Collection[str] | None = None,
 ) -> FastAPI:
     """Build the router app.
 
@@ -43,10 +52,12 @@ def create_app(
         registry when `model_source` is not given, else none (no fallback).
     shadow_in_canary: in canary mode, also shadow the candidate for champion-arm users.
     shadow_max_batch: most shadow jobs run in one batched `predict` call (1 = no batching).
+    stateful: the model names that read release state (default: `stateful_models()`).
 
     The running `RouterService` is `app.state.service` once the lifespan has started.
     """
     settings = settings or get_settings()
+    stateful = stateful_models() if stateful is None else frozenset(stateful)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,6 +69,7 @@ def create_app(
             alias_source=alias_source,
             shadow_in_canary=shadow_in_canary,
             shadow_max_batch=shadow_max_batch,
+            stateful=stateful,
         )
         service.start()
         app.state.service = service
@@ -71,7 +83,7 @@ def create_app(
 
     app = FastAPI(
         title="Stateful ML router",
-        summary="Predictions with sticky canary routing, online shadow and fallback.",
+        summary="Predictions and FAQ answers: sticky canary routing, shadow and fallback.",
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.ROUTER_MAX_BODY_BYTES)

@@ -1,9 +1,18 @@
-"""Calling the models for one request: the champion inline, the candidate within its
-timeout with the champion as fallback, and the record of every call.
+"""Calling the models of one request: each on the model pool, the candidates within their
+timeout, the champions as fallback, and the traffic rows of every call on one clock.
 
-Each call updates its cached metric children and logs exactly one traffic row (see
-serving/__init__.py for the rows a request writes). Which arm a request goes to is
-decided before, in `RouterService.predict` (core.routing).
+A request names one call per model it uses (`Call`: the model, its plan, the arm its
+routing state chose). `ModelCalls.serve` runs them all concurrently on one thread pool
+(champion and candidate alike: the same hop, the same queue), then, for every candidate
+group that failed, the champions of that group. A group is the models of one rollout in
+the candidate arm: for a bundle all its members (one salt, so a user is in the candidate
+arm for all of them or none), else one model. If any member of a group fails (error,
+timeout, not loaded or state not ready), the whole group is answered by its champions.
+
+Every row of the request is logged with the same latency: the endpoint span, from the
+moment the request was parsed (`started`) to the moment its answer is ready (see
+serving/__init__.py, "One clock"). Which arm a request goes to is decided before, in
+`RouterService` (core.routing).
 """
 
 from __future__ import annotations
@@ -11,11 +20,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from core.answer_index import AnswerIndex
+from core.routing import Arm
 from serving.metrics import RouterMetrics
+from serving.model_cache import Predictor
 from serving.rollout_state import ServingPlan
 from serving.shadow import ShadowJob
 from serving.traffic_log import ERROR_MAX, RequestFacts, TrafficLog, error_text, utc_now
@@ -25,6 +38,17 @@ from serving.traffic_log import ERROR_MAX, RequestFacts, TrafficLog, error_text,
 log = logging.getLogger("serving.service")
 
 CANDIDATE_THREADS = 8
+"""Threads of the model pool (kept under its former name: it runs both arms now)."""
+
+CHAMPION_TIMEOUT_SECONDS = 30.0
+"""The champion's deadline: a safety net (nothing to fall back to: past it the request
+fails with 500), and the reason both arms share one code path: `asyncio.wait_for` with a
+timeout costs an extra event-loop turn (Python 3.11), measurable under load, so the
+champion is awaited exactly as the candidate is, only with a longer deadline."""
+
+Work = Callable[[Predictor, AnswerIndex | None], tuple[Any, str]]
+"""What a request asks of one model, run on the pool: (predictor, its state) -> (the value
+handed back to the caller, the output logged in traffic)."""
 
 
 class ChampionError(Exception):
@@ -33,7 +57,7 @@ class ChampionError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """What the user gets back."""
+    """What the user gets back from /predict."""
 
     request_id: str
     intent: str
@@ -41,19 +65,54 @@ class Prediction:
     role: str
 
 
-class _CandidateFailure(NamedTuple):
-    """Why the candidate gave no answer: the error logged on its row, and the reason
-    label of router_fallbacks_total (error, timeout or unavailable)."""
+class Call(NamedTuple):
+    """One model's part in a request: which model, under which plan, in which arm."""
+
+    name: str
+    plan: ServingPlan
+    arm: Arm
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """How one model answered a request: role champion, candidate or fallback."""
+
+    name: str
+    role: str
+    version: str
+    state_key: str | None
+    value: Any
+
+
+class _Failure(NamedTuple):
+    """Why a call gave no answer: the error logged on its row, and the reason label of
+    router_fallbacks_total (error, timeout or unavailable)."""
 
     error: str
     reason: str
+    kind: str = "Exception"
+
+
+_Outcome = tuple[Any, str] | _Failure
+
+
+class _Row(NamedTuple):
+    """One traffic row to log once the request's span is known."""
+
+    call: Call
+    role: str
+    version: str
+    state_key: str | None
+    output: str | None
+    error: str | None
+    failed: bool
 
 
 class ModelCalls:
     """The model calls of the request path, with their metrics and traffic rows.
 
-    `start()` creates the candidate thread pool, `stop()` drops it; without a pool every
-    candidate request falls back to the champion.
+    `start()` creates the model pool, `stop()` drops it; without a pool champions are
+    called inline and every candidate request falls back to the champion.
     """
 
     def __init__(
@@ -62,143 +121,119 @@ class ModelCalls:
         """Candidate calls longer than `candidate_timeout_ms` fall back to the champion."""
         self._metrics = metrics
         self._traffic = traffic
-        self._candidate_timeout_ms = candidate_timeout_ms
         self._candidate_timeout = candidate_timeout_ms / 1000.0
         self._pool: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
-        """Create the candidate thread pool."""
-        self._pool = ThreadPoolExecutor(CANDIDATE_THREADS, thread_name_prefix="cand")
+        """Create the model pool."""
+        self._pool = ThreadPoolExecutor(CANDIDATE_THREADS, thread_name_prefix="model")
 
     def stop(self) -> None:
-        """Drop the candidate thread pool without waiting for calls in flight."""
+        """Drop the model pool without waiting for calls in flight."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
-    def champion(
+    async def serve(
         self,
-        plan: ServingPlan,
+        calls: Sequence[Call],
         request: RequestFacts,
-        *,
-        role: str = "champion",
-        candidate_error: str | None = None,
-    ) -> str:
-        """Call the champion inline and log it in `role` (champion, or fallback with the
-        candidate's error saying why).
+        work: Mapping[str, Work],
+        started: float,
+    ) -> dict[str, Served]:
+        """Answer every call of `request`; log one row per model used (two for a model
+        whose candidate failed) with the endpoint span since `started` (perf_counter).
 
         Raises:
-            ChampionError: the champion raised on this input (logged as traffic).
+            ChampionError: a champion raised (its row is logged with the error).
         """
-        state = plan.state
-        version = state.champion_version
-        series = self._metrics.series(state.model_name, version, role)
-        started = time.perf_counter()
-        try:
-            output = plan.champion.predict_one(request.text)
-        except Exception as exc:
-            elapsed = time.perf_counter() - started
-            error = error_text(exc)
-            series.errors.inc()
-            self._traffic.record(
-                request,
-                role=role,
-                version=version,
-                output=None,
-                latency_ms=elapsed * 1000.0,
-                error=error,
-            )
-            log.error(
-                "champion %s v%s failed on request %s: %s",
-                state.model_name,
-                version,
-                request.request_id,
-                error,
-            )
-            raise ChampionError(f"the model failed on this input ({type(exc).__name__})") from exc
-        elapsed = time.perf_counter() - started
-        series.requests.inc()
-        series.latency.observe(elapsed)
-        self._traffic.record(
-            request,
-            role=role,
-            version=version,
-            output=output,
-            latency_ms=elapsed * 1000.0,
-            error=candidate_error,
+        calls = sorted(calls, key=lambda c: not _is_lead(c))  # a bundle's rows: lead first
+        first = await _each(self._attempt(c, work[c.name]) for c in calls)
+        outcomes = dict(zip((c.name for c in calls), first, strict=True))
+        failed, reporters = _failed_groups(calls, outcomes)
+        fallback_calls = [c for c in calls if c.name in failed]
+        second = await _each(
+            self._attempt(c._replace(arm="champion"), work[c.name]) for c in fallback_calls
         )
-        return output
+        fallbacks = dict(zip((c.name for c in fallback_calls), second, strict=True))
+        rows, served, champion_failure = _rows(calls, outcomes, (failed, reporters), fallbacks)
+        latency = time.perf_counter() - started
+        for row in rows:
+            self._log_row(request, row, latency)
+        self._log_failures(request, calls, failed, reporters)
+        if champion_failure is not None:
+            raise ChampionError(f"the model failed on this input ({champion_failure.kind})")
+        return served
 
-    async def candidate(self, plan: ServingPlan, request: RequestFacts) -> Prediction:
-        """The candidate answers, within ROUTER_CANDIDATE_TIMEOUT_MS; on an error, a timeout
-        or an unloaded candidate the champion answers instead (role=fallback).
-
-        Raises:
-            ChampionError: the fallback champion raised too.
-        """
-        state = plan.state
-        version = state.candidate_version or ""
-        series = self._metrics.series(state.model_name, version, "candidate")
-        outcome, elapsed = await self._attempt_candidate(plan, request.text)
-        if not isinstance(outcome, _CandidateFailure):
-            series.requests.inc()
-            series.latency.observe(elapsed)
-            self._traffic.record(
-                request,
-                role="candidate",
-                version=version,
-                output=outcome,
-                latency_ms=elapsed * 1000.0,
-                error=None,
-            )
-            return Prediction(request.request_id, outcome, version, "candidate")
-        series.errors.inc()
-        series.latency.observe(elapsed)
-        self._metrics.fallbacks.labels(state.model_name, version, outcome.reason).inc()
-        self._traffic.record(
-            request,
-            role="candidate",
-            version=version,
-            output=None,
-            latency_ms=elapsed * 1000.0,
-            error=outcome.error,
-        )
-        log.warning(
-            "candidate %s v%s failed on request %s (%s); answered by champion v%s",
-            state.model_name,
-            version,
-            request.request_id,
-            outcome.error,
-            state.champion_version,
-        )
-        output = self.champion(plan, request, role="fallback", candidate_error=outcome.error)
-        return Prediction(request.request_id, output, state.champion_version, "fallback")
-
-    async def _attempt_candidate(
-        self, plan: ServingPlan, text: str
-    ) -> tuple[str | _CandidateFailure, float]:
-        """Run the candidate on the pool, bounded by the timeout: its answer or why there is
-        none, and the seconds spent. Never raises: a failing candidate must never fail the
-        user."""
-        started = time.perf_counter()
-        candidate = plan.candidate
-        if candidate is None or self._pool is None:
+    async def _attempt(self, call: Call, work: Work) -> tuple[Any, str] | _Failure:
+        """Run one model's work on the pool, bounded by its deadline (the candidate's
+        timeout, or the champion's safety net): its value and output, or why there is
+        none. Both arms take exactly the same path. Never raises."""
+        plan = call.plan
+        if call.arm == "candidate":
+            predictor, index = plan.candidate, plan.candidate_index
+            timeout = self._candidate_timeout
+        else:
+            predictor, index = plan.champion, plan.champion_index
+            timeout = CHAMPION_TIMEOUT_SECONDS
+        if predictor is None or (self._pool is None and call.arm == "candidate"):
             error = f"candidate not loaded: {plan.candidate_error or 'unavailable'}"[:ERROR_MAX]
-            return _CandidateFailure(error, "unavailable"), time.perf_counter() - started
-        loop = asyncio.get_running_loop()
+            return _Failure(error, "unavailable")
         try:
-            output = await asyncio.wait_for(
-                loop.run_in_executor(self._pool, candidate.predict_one, text),
-                self._candidate_timeout,
+            if self._pool is None:  # stopped: nothing to hop to
+                return work(predictor, index)
+            loop = asyncio.get_running_loop()
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._pool, work, predictor, index), timeout
             )
         except TimeoutError:
-            failure = _CandidateFailure(
-                f"timeout after {self._candidate_timeout_ms:g} ms", "timeout"
-            )
-        except Exception as exc:  # the candidate failing must never fail the user
-            failure = _CandidateFailure(error_text(exc), "error")
+            return _Failure(f"timeout after {timeout * 1000.0:g} ms", "timeout", "TimeoutError")
+        except Exception as exc:  # a failing model is logged as traffic, not a crash here
+            return _Failure(error_text(exc), "error", type(exc).__name__)
+
+    def _log_row(self, request: RequestFacts, row: _Row, latency: float) -> None:
+        """Metrics and the traffic row of one model call."""
+        call = row.call
+        series = self._metrics.series(call.name, row.version, row.role)
+        if row.failed:
+            series.errors.inc()
         else:
-            return output, time.perf_counter() - started
-        return failure, time.perf_counter() - started
+            series.requests.inc()
+        series.latency.observe(latency)
+        self._traffic.record(
+            request._replace(rollout_id=call.plan.state.rollout_id, model_name=call.name),
+            role=row.role,
+            version=row.version,
+            output=row.output,
+            latency_ms=latency * 1000.0,
+            error=row.error,
+            state_key=row.state_key,
+        )
+
+    def _log_failures(
+        self,
+        request: RequestFacts,
+        calls: Sequence[Call],
+        failed: Mapping[str, _Failure],
+        reporters: set[str],
+    ) -> None:
+        """Count each fallback; log each failed group once, and each champion error."""
+        for call in calls:
+            failure = failed.get(call.name)
+            if failure is None:
+                continue
+            state = call.plan.state
+            version = state.candidate_version or ""
+            self._metrics.fallbacks.labels(call.name, version, failure.reason).inc()
+            if call.name in reporters:
+                log.warning(
+                    "candidate %s v%s failed on request %s (%s); answered by champion v%s",
+                    call.name,
+                    version,
+                    request.request_id,
+                    failure.error,
+                    state.champion_version,
+                )
 
     def record_shadow(
         self, job: ShadowJob, output: str | None, latency_ms: float, error: str | None
@@ -226,3 +261,95 @@ class ModelCalls:
             latency_ms=latency_ms,
             error=error,
         )
+
+
+async def _each(attempts: Iterable[Awaitable[_Outcome]]) -> list[_Outcome]:
+    """Await the attempts concurrently; one alone is awaited directly (no task to create:
+    /predict's one call pays no scheduling it does not need, whichever its arm)."""
+    pending = list(attempts)
+    if len(pending) == 1:
+        return [await pending[0]]
+    return list(await asyncio.gather(*pending))
+
+
+def _is_lead(call: Call) -> bool:
+    """True when `call`'s model leads its rollout (or is a rollout of one model)."""
+    lead = call.plan.state.lead_model
+    return lead is None or lead == call.name
+
+
+def _group_of(call: Call) -> int | str:
+    """The candidate group of a call: its rollout (a bundle shares one), else the model."""
+    rollout_id = call.plan.state.rollout_id
+    return call.name if rollout_id is None else rollout_id
+
+
+def _failed_groups(
+    calls: Sequence[Call], outcomes: Mapping[str, tuple[Any, str] | _Failure]
+) -> tuple[dict[str, _Failure], set[str]]:
+    """{model: the failure that sends it to its champion} for every member of a candidate
+    group in which some member failed, and the models whose row reports each group's
+    failure (the group's first member in the request, lead first). For a group of several
+    models the error names the failing model (the first failure, lead first)."""
+    candidates = [c for c in calls if c.arm == "candidate"]
+    groups: dict[int | str, list[Call]] = {}
+    for call in sorted(candidates, key=lambda c: not _is_lead(c)):
+        groups.setdefault(_group_of(call), []).append(call)
+    failed: dict[str, _Failure] = {}
+    reporters: set[str] = set()
+    for members in groups.values():
+        first = next(((c, o) for c in members if isinstance(o := outcomes[c.name], _Failure)), None)
+        if first is None:
+            continue
+        call, failure = first
+        if len(members) > 1:
+            version = call.plan.state.candidate_version
+            error = f"{call.name} v{version}: {failure.error}"[:ERROR_MAX]
+            failure = failure._replace(error=error)
+        failed |= {c.name: failure for c in members}
+        reporters.add(members[0].name)
+    return failed, reporters
+
+
+def _rows(
+    calls: Sequence[Call],
+    outcomes: Mapping[str, tuple[Any, str] | _Failure],
+    failures: tuple[Mapping[str, _Failure], set[str]],
+    fallbacks: Mapping[str, tuple[Any, str] | _Failure],
+) -> tuple[list[_Row], dict[str, Served], _Failure | None]:
+    """The rows to log, what each model served, and the first champion failure (if any).
+
+    A failed candidate group: its reporting member logs a `candidate` row with the error,
+    then every member a `fallback` row (the champion's answer, error = why)."""
+    failed, reporters = failures
+    rows: list[_Row] = []
+    served: dict[str, Served] = {}
+    champion_failure: _Failure | None = None
+    for call in calls:
+        state, plan = call.plan.state, call.plan
+        failure = failed.get(call.name)
+        if call.arm == "candidate" and failure is None:
+            role, version, key = (
+                "candidate",
+                state.candidate_version or "",
+                plan.candidate_state_key,
+            )
+            outcome, why = outcomes[call.name], None
+        else:
+            if failure is not None and call.name in reporters:
+                rows.append(
+                    _Row(call, "candidate", state.candidate_version or "",
+                         plan.candidate_state_key, None, failure.error, failed=True)
+                )  # fmt: skip
+            role = "champion" if failure is None else "fallback"
+            version, key = state.champion_version, plan.champion_state_key
+            outcome = outcomes[call.name] if failure is None else fallbacks[call.name]
+            why = None if failure is None else failure.error
+        if isinstance(outcome, _Failure):
+            rows.append(_Row(call, role, version, key, None, outcome.error, failed=True))
+            champion_failure = champion_failure or outcome
+            continue
+        value, output = outcome
+        rows.append(_Row(call, role, version, key, output, why, failed=False))
+        served[call.name] = Served(call.name, role, version, key, value)
+    return rows, served, champion_failure

@@ -11,6 +11,13 @@ every plan says where its state came from (`ServingPlan.source`). If a champion
 cannot be loaded, the previous plan of that model keeps serving; if a candidate cannot be
 loaded, its canary arm is answered by the champion as a fallback (the failure is logged as
 traffic, so the canary analysis sees it).
+
+A model that reads release state (the retriever's answer index) is served with each
+version's published state, loaded here too (serving/state_cache.py): a champion whose
+state is not published counts as not loadable (previous plan, or not ready), a candidate
+whose state is not published as not loaded (candidate_error says so; its arm falls back).
+States live in the state database: while it has never answered (registry-alias start-up),
+a model that reads state is not served (/answer answers 503) until it does.
 """
 
 from __future__ import annotations
@@ -22,9 +29,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from core.answer_index import AnswerIndex
 from core.ledger.routing import RoutingState
 from serving.model_cache import ModelCache, ModelLoadError, Predictor
 from serving.startup_fallback import LEDGER, REGISTRY_ALIAS, StateSource, state_source
+from serving.state_cache import StateCache, StateLoadError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +47,9 @@ class ServingPlan:
     candidate_error says why a candidate named by the state is not loaded (None when it
     is loaded or when there is no candidate). source: where the state came from, the
     ledger or (before the state database first answered) the registry alias.
+    champion_index / candidate_index: for a model that reads state, the loaded answer
+    index of each version (its `key` is the version's state key); None otherwise. A
+    candidate counts as loaded only with its state.
     """
 
     state: RoutingState
@@ -45,6 +57,18 @@ class ServingPlan:
     candidate: Predictor | None = None
     candidate_error: str | None = None
     source: StateSource = LEDGER
+    champion_index: AnswerIndex | None = None
+    candidate_index: AnswerIndex | None = None
+
+    @property
+    def champion_state_key(self) -> str | None:
+        """The release state the champion reads (None: it reads none)."""
+        return None if self.champion_index is None else self.champion_index.key
+
+    @property
+    def candidate_state_key(self) -> str | None:
+        """The release state the loaded candidate reads (None: none, or not loaded)."""
+        return None if self.candidate_index is None else self.candidate_index.key
 
 
 class RolloutStatePoller:
@@ -65,8 +89,13 @@ class RolloutStatePoller:
         poll_seconds: float = 1.0,
         on_poll_error: Callable[[BaseException], None] | None = None,
         read_alias_state: StateReader | None = None,
+        states: StateCache | None = None,
     ) -> None:
+        """`states`: where the versions of models that read state get it (None: no model
+        reads state)."""
         self._read_state = read_state
+        self._states = states
+        self._reported: dict[str, str] = {}  # per model, the load failure last logged
         self._read_alias_state = read_alias_state
         self._cache = cache
         self._models = list(models)
@@ -181,26 +210,13 @@ class RolloutStatePoller:
             state = states.get(name)
             if state is None:
                 continue  # nothing released for this model in this env
-            try:
-                champion = self._cache.get(name, state.champion_version)
-            except ModelLoadError as exc:
-                complete = False
-                previous = self.plans.get(name)
-                if previous is not None:
-                    log.error("%s; keeping %s v%s", exc, name, previous.champion.version)
-                    plans[name] = previous
+            plan, loaded = self._plan(name, state, source)
+            complete = complete and loaded
+            if plan is None:
                 continue
-            candidate = None
-            candidate_error = None
-            if state.candidate_version and state.mode != "champion_only":
-                try:
-                    candidate = self._cache.get(name, state.candidate_version)
-                except ModelLoadError as exc:
-                    complete = False
-                    candidate_error = str(exc)
-            plans[name] = ServingPlan(state, champion, candidate, candidate_error, source)
+            plans[name] = plan
             old = self.plans.get(name)
-            if old is None or old.state != state:
+            if plan.state == state and (old is None or old.state != state):
                 log.info(
                     "serving %s: champion v%s, mode %s%s",
                     name,
@@ -214,6 +230,53 @@ class RolloutStatePoller:
         self.source = source
         self._last_states = states
         self._complete = complete
+        self._retain(plans)
+
+    def _plan(
+        self, name: str, state: RoutingState, source: StateSource
+    ) -> tuple[ServingPlan | None, bool]:
+        """The plan of `name` under `state` and whether everything it names is loaded.
+
+        A champion (model or state) that cannot be loaded keeps the previous plan of the
+        model (None if there is none); a candidate that cannot be loaded leaves the plan
+        without a candidate, candidate_error saying why.
+        """
+        try:
+            champion, champion_index = self._load(name, state.champion_version)
+        except (ModelLoadError, StateLoadError) as exc:
+            previous = self.plans.get(name)
+            if self._reported.get(name) != str(exc):  # once per cause, not once per poll
+                self._reported[name] = str(exc)
+                if previous is not None:
+                    log.error("%s; keeping %s v%s", exc, name, previous.champion.version)
+                else:
+                    log.error("%s; %s is not served until it is", exc, name)
+            return previous, False
+        self._reported.pop(name, None)
+        candidate = candidate_index = candidate_error = None
+        if state.candidate_version and state.mode != "champion_only":
+            try:
+                candidate, candidate_index = self._load(name, state.candidate_version)
+            except (ModelLoadError, StateLoadError) as exc:
+                candidate_error = str(exc)
+        plan = ServingPlan(
+            state, champion, candidate, candidate_error, source, champion_index, candidate_index
+        )
+        return plan, candidate_error is None
+
+    def _load(self, name: str, version: str) -> tuple[Predictor, AnswerIndex | None]:
+        """A version's predictor, and its state when the model reads state.
+
+        Raises:
+            ModelLoadError: the version cannot be loaded.
+            StateLoadError: its state is not published or cannot be read.
+        """
+        predictor = self._cache.get(name, version)
+        index = None if self._states is None else self._states.get(name, version)
+        return predictor, index
+
+    def _retain(self, plans: Mapping[str, ServingPlan]) -> None:
+        """Let the caches drop what no plan serves (they keep a few spares)."""
         keep = {(n, p.state.champion_version) for n, p in plans.items()}
         keep |= {
             (n, p.state.candidate_version)
@@ -221,3 +284,7 @@ class RolloutStatePoller:
             if p.candidate is not None and p.state.candidate_version
         }
         self._cache.retain(keep)
+        if self._states is not None:
+            self._states.retain(
+                {i.key for p in plans.values() for i in (p.champion_index, p.candidate_index) if i}
+            )

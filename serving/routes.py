@@ -14,6 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from serving.limits import validation_detail
 from serving.schemas import (
+    AnswerItem,
+    AnswerRequest,
+    AnswerResponse,
     FeedbackRequest,
     FeedbackResponse,
     HealthResponse,
@@ -21,6 +24,7 @@ from serving.schemas import (
     PredictRequest,
     PredictResponse,
     ReadyResponse,
+    ServedBy,
 )
 from serving.service import ChampionError, ModelNotServedError, NotReadyError, RouterService
 
@@ -36,18 +40,23 @@ async def get_service(request: Request) -> RouterService:
 ServiceDep = Annotated[RouterService, Depends(get_service)]
 
 
-@router.post("/predict", response_model=PredictResponse)
-async def predict(body: PredictRequest, service: ServiceDep) -> PredictResponse:
-    """Classify a text with the model version this user is routed to."""
+def _check_text(text: str, service: RouterService) -> None:
+    """Refuse a text over ROUTER_MAX_TEXT_CHARS with a 422 naming the limit."""
     limit = service.settings.ROUTER_MAX_TEXT_CHARS
-    if len(body.text) > limit:
+    if len(text) > limit:
         raise RequestValidationError(
             validation_detail(
                 ["body", "text"],
-                f"text is {len(body.text)} characters; the limit is {limit}",
+                f"text is {len(text)} characters; the limit is {limit}",
                 "string_too_long",
             )
         )
+
+
+@router.post("/predict", response_model=PredictResponse)
+async def predict(body: PredictRequest, service: ServiceDep) -> PredictResponse:
+    """Classify a text with the model version this user is routed to."""
+    _check_text(body.text, service)
     try:
         result = await service.predict(
             body.text, user_id=body.user_id, request_id=body.request_id, model=body.model
@@ -65,6 +74,44 @@ async def predict(body: PredictRequest, service: ServiceDep) -> PredictResponse:
         intent=result.intent,
         model_version=result.model_version,
         role=result.role,  # type: ignore[arg-type]
+    )
+
+
+@router.post(
+    "/answer",
+    response_model=AnswerResponse,
+    responses={
+        404: {"description": "this environment serves no retriever (MODELS)"},
+        503: {"description": "a champion or its release state is not loaded yet"},
+    },
+)
+async def answer(body: AnswerRequest, service: ServiceDep) -> AnswerResponse:
+    """Answer a question: its intent (classifier) and the top-k FAQ answers (retriever,
+    over the answer index of the version serving this user). Each model's arm follows its
+    own rollout; a bundle's models are served together (all candidates or all champions).
+    """
+    _check_text(body.text, service)
+    try:
+        result = await service.answer(
+            body.text, user_id=body.user_id, request_id=body.request_id, k=body.k
+        )
+    except ModelNotServedError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    except NotReadyError as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
+    except ChampionError as exc:
+        raise HTTPException(status_code=500, detail=str(exc)) from exc
+    return AnswerResponse(
+        request_id=result.request_id,
+        intent=result.intent,
+        answers=[
+            AnswerItem(answer_id=a.answer_id, intent=a.intent, text=a.text, score=a.score)
+            for a in result.answers
+        ],
+        served={
+            name: ServedBy(version=s.version, role=s.role, state_key=s.state_key)  # type: ignore[arg-type]
+            for name, s in result.served.items()
+        },
     )
 
 

@@ -54,6 +54,53 @@ class PredictResponse(BaseModel):
     role: Role
 
 
+class AnswerRequest(BaseModel):
+    """A question to answer: its intent and the best FAQ answers for this user's arm."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str = Field(min_length=1, description="the question (limit: ROUTER_MAX_TEXT_CHARS)")
+    user_id: str | None = Field(
+        None,
+        pattern=USER_ID_PATTERN,
+        description="stable user id: the same user stays in the same arm of each rollout",
+    )
+    request_id: str | None = Field(
+        None, pattern=REQUEST_ID_PATTERN, description="client request id; generated if absent"
+    )
+    k: int | None = Field(
+        None, ge=1, le=10, description="how many answers (1..10); default: ANSWER_TOP_K"
+    )
+
+
+class AnswerItem(BaseModel):
+    """One FAQ answer and its cosine similarity to the question."""
+
+    answer_id: str
+    intent: str
+    text: str
+    score: float
+
+
+class ServedBy(BaseModel):
+    """Which version of one model answered, in which role, reading which release state."""
+
+    version: str
+    role: Role
+    state_key: str | None = None
+
+
+class AnswerResponse(BaseModel):
+    """The intent (classifier), the top answers (retriever), and who served each."""
+
+    request_id: str
+    intent: str
+    answers: list[AnswerItem]
+    served: dict[str, ServedBy] = Field(
+        description="per model name: its version, role and release state (null: none)"
+    )
+
+
 class FeedbackRequest(BaseModel):
     """Feedback on a served prediction, joined to traffic by request id."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import partial
 
 from sqlalchemy import Engine
@@ -21,20 +21,29 @@ from sqlalchemy import Engine
 from config import Settings
 from core.db import make_engine
 from core.ledger.routing import routing_state
-from core.routing import choose_route, routing_key
+from core.routing import Route, choose_route, routing_key
 from core.traffic import TrafficWriter
+from serving.answering import (
+    AnswerResult,
+    ModelNotServedError,
+    answer_models,
+    classify,
+    retrieve,
+)
 from serving.metrics import RouterMetrics
 from serving.model_cache import ModelCache, ModelSource
-from serving.model_calls import CANDIDATE_THREADS, ChampionError, ModelCalls, Prediction
+from serving.model_calls import CANDIDATE_THREADS, Call, ChampionError, ModelCalls, Prediction
 from serving.rollout_state import RolloutStatePoller, ServingPlan, StateReader
 from serving.shadow import ShadowExecutor, ShadowJob
 from serving.startup_fallback import REGISTRY_ALIAS, AliasSource, StateSource, alias_states
+from serving.state_cache import StateCache
 from serving.traffic_log import RequestFacts, TrafficLog, utc_now
 
 # ChampionError, Prediction and CANDIDATE_THREADS live in serving.model_calls; still
 # importable from here, where the router's request path used to hold them.
 __all__ = [
     "CANDIDATE_THREADS",
+    "AnswerResult",
     "ChampionError",
     "ModelNotServedError",
     "NotReadyError",
@@ -42,10 +51,6 @@ __all__ = [
     "RouterService",
     "router_engine",
 ]
-
-
-class ModelNotServedError(Exception):
-    """The requested model is not one this environment ships (a client error)."""
 
 
 class NotReadyError(Exception):
@@ -68,11 +73,15 @@ class RouterService:
         alias_source: AliasSource | None = None,
         shadow_in_canary: bool = True,
         shadow_max_batch: int = 64,
+        stateful: Collection[str] = (),
     ) -> None:
         """Wire the parts; nothing starts before `start()`. `state_reader` defaults to
         the ledger's routing state of ENVIRONMENT on `engine`. With `alias_source`, the
-        environment's champion aliases serve until the ledger first answers."""
+        environment's champion aliases serve until the ledger first answers. `stateful`:
+        the model names that read release state (computed at the edge from the model
+        families: serving.app); each version of those is served with its state."""
         self.settings = settings
+        self.stateful = frozenset(stateful)
         self.env = settings.ENVIRONMENT
         self.models = list(settings.MODELS)
         self.primary_model = self.models[0]
@@ -104,6 +113,7 @@ class RouterService:
             read_alias_state=None
             if alias_source is None
             else lambda: alias_states(alias_source, self.env, self.models),
+            states=StateCache(engine, self.stateful) if self.stateful else None,
         )
         self.shadow = ShadowExecutor(
             self.calls.record_shadow,
@@ -151,6 +161,7 @@ class RouterService:
         alias_source: AliasSource | None = None,
         shadow_in_canary: bool = True,
         shadow_max_batch: int = 64,
+        stateful: Collection[str] = (),
     ) -> RouterService:
         """Build a router; defaults: the model registry of `settings` (as the model source
         and, when no model source is given, as the alias source), an engine on
@@ -171,6 +182,7 @@ class RouterService:
             alias_source=alias_source,
             shadow_in_canary=shadow_in_canary,
             shadow_max_batch=shadow_max_batch,
+            stateful=stateful,
         )
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -227,38 +239,85 @@ class RouterService:
             NotReadyError: no champion loaded yet for the model.
             ChampionError: the champion raised on this input (logged as traffic).
         """
+        started = time.perf_counter()  # the request is parsed: the clock of every arm
         name = model or self.primary_model
         plan = self._plan_of(name)
-        state = plan.state
-        request = RequestFacts(
+        request = self._facts(text, user_id, request_id, plan)
+        route = self._route(plan, user_id, request.request_id)
+        served = await self.calls.serve(
+            [Call(name, plan, route.arm)], request, {name: classify(text)}, started
+        )
+        self._shadow(plan, route, request)
+        one = served[name]
+        return Prediction(request.request_id, one.value, one.version, one.role)
+
+    async def answer(
+        self,
+        text: str,
+        *,
+        user_id: str | None = None,
+        request_id: str | None = None,
+        k: int | None = None,
+    ) -> AnswerResult:
+        """The intent (classifier) and the top-k answers (retriever, over the answer index
+        of the version serving this user), each model routed by its own rollout state.
+
+        Raises:
+            ModelNotServedError: MODELS lacks a classifier or a retriever.
+            NotReadyError: a champion (or its state) is not loaded yet.
+            ChampionError: a champion raised on this input (logged as traffic).
+        """
+        started = time.perf_counter()
+        classifier, retriever = answer_models(self.models, self.stateful)
+        plans = {name: self._plan_of(name) for name in (classifier, retriever)}
+        request = self._facts(text, user_id, request_id, plans[classifier])
+        routes = {n: self._route(p, user_id, request.request_id) for n, p in plans.items()}
+        work = {
+            classifier: classify(text),
+            retriever: retrieve(text, k or self.settings.ANSWER_TOP_K),
+        }
+        calls = [Call(n, plans[n], routes[n].arm) for n in (classifier, retriever)]
+        served = await self.calls.serve(calls, request, work, started)
+        self._shadow(plans[classifier], routes[classifier], request)
+        return AnswerResult(
+            request.request_id, served[classifier].value, served[retriever].value, served
+        )
+
+    def _facts(
+        self, text: str, user_id: str | None, request_id: str | None, plan: ServingPlan
+    ) -> RequestFacts:
+        """What the rows of one request share (each call sets its own model and rollout)."""
+        return RequestFacts(
             request_id=request_id or uuid.uuid4().hex,
             ts=utc_now(),
             user_id=user_id,
             text=text,
-            rollout_id=state.rollout_id,
-            model_name=state.model_name,
+            rollout_id=plan.state.rollout_id,
+            model_name=plan.state.model_name,
         )
-        route = choose_route(
-            state,
-            routing_key(user_id, request.request_id),
-            shadow_in_canary=self.shadow_in_canary,
+
+    def _route(self, plan: ServingPlan, user_id: str | None, request_id: str) -> Route:
+        """The arm of this request for the model of `plan` (hashed under its rollout)."""
+        return choose_route(
+            plan.state, routing_key(user_id, request_id), shadow_in_canary=self.shadow_in_canary
         )
-        if route.arm == "candidate":
-            return await self.calls.candidate(plan, request)
-        output = self.calls.champion(plan, request)
-        if route.shadow and plan.candidate is not None:
-            self.shadow.submit(
-                ShadowJob(
-                    predictor=plan.candidate,
-                    text=text,
-                    request_id=request.request_id,
-                    user_id=user_id,
-                    rollout_id=state.rollout_id,
-                    model_name=name,
-                    version=state.candidate_version or plan.candidate.version,
-                )
+
+    def _shadow(self, plan: ServingPlan, route: Route, request: RequestFacts) -> None:
+        """Queue the candidate's shadow answer when the route asks for one (never blocks)."""
+        if not route.shadow or plan.candidate is None or route.arm != "champion":
+            return
+        state = plan.state
+        self.shadow.submit(
+            ShadowJob(
+                predictor=plan.candidate,
+                text=request.text,
+                request_id=request.request_id,
+                user_id=request.user_id,
+                rollout_id=state.rollout_id,
+                model_name=state.model_name,
+                version=state.candidate_version or plan.candidate.version,
             )
-        return Prediction(request.request_id, output, state.champion_version, "champion")
+        )
 
     def _plan_of(self, name: str) -> ServingPlan:
         """The plan serving model `name`.
@@ -273,7 +332,8 @@ class RouterService:
                 raise ModelNotServedError(
                     f"model {name!r} is not served here; expected one of {', '.join(self.models)}"
                 )
-            raise NotReadyError(f"no champion of {name} is loaded yet")
+            what = " (with its release state)" if name in self.stateful else ""
+            raise NotReadyError(f"no champion of {name}{what} is loaded yet")
         return plan
 
     def feedback(self, request_id: str, kind: str, value: str) -> None:

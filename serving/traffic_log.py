@@ -57,9 +57,11 @@ class TrafficLog:
         output: str | None,
         latency_ms: float,
         error: str | None,
+        state_key: str | None = None,
     ) -> None:
         """Buffer the row of one model call of `request` (version and output are cut to
-        their column widths; `error` is expected within ERROR_MAX already)."""
+        their column widths; `error` is expected within ERROR_MAX already). `state_key`:
+        the release state the model read to answer (None: it reads none)."""
         self._writer.enqueue(
             TrafficRecord(
                 request_id=request.request_id,
@@ -74,6 +76,7 @@ class TrafficLog:
                 output=output[:OUTPUT_MAX] if output is not None else None,
                 latency_ms=latency_ms,
                 error=error,
+                state_key=state_key,
             )
         )
 

@@ -394,6 +394,7 @@ def test_router_has_no_endpoint_that_changes_rollout_state(
     routes = {(method.upper(), path) for path, ops in paths.items() for method in ops}
     assert routes == {
         ("POST", "/predict"),
+        ("POST", "/answer"),
         ("POST", "/feedback"),
         ("GET", "/health"),
         ("GET", "/ready"),
