@@ -180,7 +180,11 @@ def test_a_a_canary_through_sml_serve_times_both_arms_on_one_clock(
             f"p95 champion {champion.p95_ms:.2f} ms vs candidate {candidate.p95_ms:.2f} ms "
             f"(ratio {ratio:.3f}); decide: {verdict.action} {verdict.breaches}"
         )
-        assert 0.8 <= ratio <= 1.25
+        # The decision is the real check (the gate's own always-valid test, at its alpha).
+        # The ratio bound only catches a clock that differs by arm: before one clock, an
+        # identical candidate measured 1.67x at one connection and ~45x under load; noise
+        # on these 2 shared cores moved honest runs between 0.87 and 1.22.
+        assert 0.7 <= ratio <= 1.4
         assert not {"p95_limit", "p95_vs_champion"} & set(verdict.breaches)
         assert verdict.action != "rollback"
     engine.dispose()
