@@ -146,7 +146,8 @@ def shadow_report_markdown(report: ShadowReport) -> str:
         "",
         f"**Verdict: {verdict}** ({report.gate.summary()})",
         "",
-        f"Replayed requests: {report.requests}",
+        f"Requests: {report.requests} ({report.online_requests} from online shadow rows, "
+        f"{report.replayed_requests} replayed)",
         "",
         "| figure | champion | candidate |",
         "|---|---|---|",
@@ -165,6 +166,7 @@ def shadow_report_markdown(report: ShadowReport) -> str:
             f"| accuracy (95% CI) | {acc.champion.describe()} | {acc.candidate.describe()} |"
         )
     lines += ["", f"Agreement (95% CI): {report.agreement.describe()}", ""]
+    lines += _online_latency_lines(report)
     if report.accuracy is not None:
         acc = report.accuracy
         lines += [
@@ -177,6 +179,25 @@ def shadow_report_markdown(report: ShadowReport) -> str:
         lines += ["No labelled feedback in the sample: accuracy not compared.", ""]
     lines += ["## Gate", ""] + [f"- {c.describe()}" for c in report.gate.checks]
     return "\n".join(lines) + "\n"
+
+
+def _online_latency_lines(report: ShadowReport) -> list[str]:
+    """The online pairs' logged latencies, marked indicative (shadow runs off the hot
+    path); the latency rows above (single requests timed alike) are the gated evidence."""
+    if report.online_latency is None:
+        return []
+    champ, cand = report.online_latency["champion"], report.online_latency["candidate"]
+
+    def ms(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    return [
+        f"Online shadow latency p50/p95 (ms, indicative only: the shadow call runs off the "
+        f"hot path, so it is not timed like the champion's; the latency rows above, timed "
+        f"one request at a time for both, are the latency evidence): champion "
+        f"{ms(champ['p50'])}/{ms(champ['p95'])}, candidate {ms(cand['p50'])}/{ms(cand['p95'])}",
+        "",
+    ]
 
 
 def gate_table(gate: GateReport) -> list[dict[str, Any]]:

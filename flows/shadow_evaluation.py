@@ -1,6 +1,8 @@
-"""`shadow-evaluation`: replay recent production inputs through champion and candidate.
+"""`shadow-evaluation`: judge the candidate on recent production inputs.
 
-Samples the requests an env served in the last SHADOW_WINDOW_HOURS, replays them in
+Samples the requests an env served in the last SHADOW_WINDOW_HOURS. A sampled request the
+candidate already answered in online shadow (the router's `shadow` row of the same
+request) is evidence as it is; only the others are replayed, in
 chunks (mapped tasks: on a cluster each chunk can run on another worker) through both
 versions, times single requests on a subsample, and reports agreement, error rates,
 latency percentiles and, where feedback holds labels, paired accuracy (McNemar), each
@@ -41,6 +43,7 @@ from tasks.shadow import (
     replay_chunk,
     resolve_subjects,
     sample_requests,
+    split_sample,
 )
 
 ACTOR = "shadow-evaluation"
@@ -77,10 +80,13 @@ def shadow_evaluation(  # noqa: PLR0913 (each parameter is a field of the run fo
         )
         requests = sample_requests(engine, subjects, sampling, utcnow())
 
-        # Transform: replay in mapped chunks, time single requests, judge
-        counts = replay(registry, subjects, requests, sampling.batch_size)
+        # Transform: online pairs as they are, replay the rest in mapped chunks, time
+        # single requests of both (the latency evidence), judge over the union
+        split = split_sample(requests)
+        counts = [split.online, *replay(registry, subjects, split.to_replay, sampling.batch_size)]
         latency = measure_latency(registry, subjects, requests, sampling.latency_sample)
-        report = evaluate(counts, latency, ShadowThresholds.from_settings(settings), subjects)
+        thresholds = ShadowThresholds.from_settings(settings)
+        report = evaluate(counts, latency, thresholds, subjects, split.online_latency)
 
         # Load: the reports (Prefect, plots, MLflow), then the ledger
         markdown = publish_report(report)
@@ -106,6 +112,8 @@ def replay(
         description=f"replayed chunks of {len(requests)} requests",
     )
     futures = replay_chunk.map(unmapped(registry), unmapped(subjects), chunks)
+    if not chunks:  # every sampled request was answered online: nothing to replay
+        advance_progress(progress, 1, 1)
     counts = []
     for done, future in enumerate(futures, start=1):
         counts.append(future.result())

@@ -24,6 +24,7 @@ from core.shadow import (
     ChunkCounts,
     LatencyProfile,
     ReplayRequest,
+    SampleSplit,
     ShadowAction,
     ShadowReport,
     ShadowSampling,
@@ -57,7 +58,8 @@ def resolve_subjects(
 def sample_requests(
     engine: Engine, subjects: ShadowSubjects, sampling: ShadowSampling, now: datetime
 ) -> list[ReplayRequest]:
-    """`core.shadow.sample_requests`: recent served inputs, with labels where known."""
+    """`core.shadow.sample_requests`: recent served inputs, with labels where known and
+    the candidate's online shadow answer where the router logged one."""
     requests = shadow.sample_requests(
         engine,
         env=subjects.env,
@@ -65,6 +67,8 @@ def sample_requests(
         window_hours=sampling.window_hours,
         sample_size=sampling.sample_size,
         now=now,
+        champion_version=subjects.champion_version,
+        candidate_version=subjects.candidate_version,
     )
     get_run_logger().info(
         "shadow %s v%s vs champion v%s in %s: %d requests from the last %g h",
@@ -72,6 +76,17 @@ def sample_requests(
         subjects.env, len(requests), sampling.window_hours,
     )  # fmt: skip
     return requests
+
+
+@task(name="shadow-split-sample", cache_policy=NO_CACHE)
+def split_sample(requests: list[ReplayRequest]) -> SampleSplit:
+    """`core.shadow.split_sample`: count the online pairs, keep the rest for replay."""
+    split = shadow.split_sample(requests)
+    get_run_logger().info(
+        "%d of %d sampled requests answered by online shadow rows; %d to replay",
+        split.online.n, len(requests), len(split.to_replay),
+    )  # fmt: skip
+    return split
 
 
 @task(name="shadow-replay-chunk", **IO_TASK)
@@ -103,8 +118,10 @@ def evaluate(
     latency: LatencyProfile,
     thresholds: ShadowThresholds,
     subjects: ShadowSubjects,
+    online_latency: LatencyProfile | None = None,
 ) -> ShadowReport:
-    """Merge the chunks and compute rates, intervals, paired accuracy and the gate."""
+    """Merge the chunks (online evidence and replayed) and compute rates, intervals,
+    paired accuracy and the gate."""
     return shadow.evaluate(
         shadow.merge_chunks(counts),
         latency,
@@ -112,6 +129,7 @@ def evaluate(
         model_name=subjects.model_name,
         champion_version=subjects.champion_version,
         candidate_version=subjects.candidate_version,
+        online_latency=online_latency,
     )
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import Engine, bindparam, text
@@ -25,12 +25,22 @@ from sqlalchemy.types import Integer, String
 from config import Settings
 from core.db.models import UTCDateTime
 
+# One row per sampled request; a champion-arm row of the champion version is joined (in
+# SQL) to the candidate's online shadow row of the same request, the newest if several.
 _SAMPLE_SQL = """
 SELECT t.request_id AS request_id, t.input_text AS input_text,
        (SELECT f.value FROM feedback f
         WHERE f.request_id = t.request_id AND f.kind = 'label'
-        ORDER BY f.ts DESC LIMIT 1) AS label
+        ORDER BY f.ts DESC LIMIT 1) AS label,
+       t.output AS champion_output, t.error AS champion_error, t.latency_ms AS champion_ms,
+       s.id AS shadow_id, s.output AS shadow_output, s.error AS shadow_error,
+       s.latency_ms AS shadow_ms
 FROM traffic t
+LEFT JOIN traffic s ON t.role = 'champion' AND t.model_version = :champion_version
+  AND s.id = (SELECT MAX(s2.id) FROM traffic s2
+              WHERE s2.request_id = t.request_id AND s2.role = 'shadow'
+                AND s2.env = t.env AND s2.model_name = t.model_name
+                AND s2.model_version = :candidate_version)
 WHERE t.env = :env AND t.model_name = :model_name
   AND t.ts >= :since AND t.ts < :until
   AND t.role IN ('champion', 'candidate')
@@ -46,12 +56,25 @@ class Predictor(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class OnlinePair:
+    """What the router logged for one request: the champion's row and the candidate's
+    online shadow row (same request_id). An output is None when its row holds an error."""
+
+    champion_output: str | None
+    candidate_output: str | None
+    champion_ms: float
+    candidate_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class ReplayRequest:
-    """One logged request to replay: its id, input text and true label if known."""
+    """One logged request: its id, input text, true label if known, and the online pair
+    when the candidate already answered it in online shadow (then it needs no replay)."""
 
     request_id: str
     text: str
     label: str | None = None
+    online: OnlinePair | None = None
 
 
 @dataclass(slots=True)
@@ -61,7 +84,8 @@ class ChunkCounts:
     agree: both answered and gave the same answer (over `both_answered`); per_intent:
     champion's answer -> [requests both answered, of which agreed]; correct_table:
     [[both right, only champion right], [only candidate right, both wrong]] on labelled
-    requests both answered.
+    requests both answered. online / replayed: how many of the `n` requests came from
+    the online shadow rows and how many were replayed.
     """
 
     n: int = 0
@@ -74,6 +98,8 @@ class ChunkCounts:
     per_intent: dict[str, list[int]] = field(default_factory=dict)
     champion_seconds: float = 0.0
     candidate_seconds: float = 0.0
+    online: int = 0
+    replayed: int = 0
 
     def add(self, other: ChunkCounts) -> None:
         """Add another chunk's counts into this one."""
@@ -92,6 +118,25 @@ class ChunkCounts:
             slot[1] += agreed
         self.champion_seconds += other.champion_seconds
         self.candidate_seconds += other.candidate_seconds
+        self.online += other.online
+        self.replayed += other.replayed
+
+    def count_pair(self, label: str | None, champion: str | None, candidate: str | None) -> None:
+        """Count one request's two answers (None: that model failed on it)."""
+        self.n += 1
+        self.champion_errors += champion is None
+        self.candidate_errors += candidate is None
+        if champion is None or candidate is None:
+            return
+        self.both_answered += 1
+        same = champion == candidate
+        self.agree += same
+        slot = self.per_intent.setdefault(champion, [0, 0])
+        slot[0] += 1
+        slot[1] += same
+        if label is not None:
+            self.labelled += 1
+            self.correct_table[champion != label][candidate != label] += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +195,16 @@ def sample_requests(
     window_hours: float,
     sample_size: int,
     now: datetime,
+    champion_version: str | None = None,
+    candidate_version: str | None = None,
 ) -> list[ReplayRequest]:
     """A random sample of requests served in `env` for `model_name` in the last window.
 
     One row per request (champion- or candidate-arm rows; shadow and fallback duplicates
-    excluded), with the newest `label` feedback when there is one.
+    excluded), with the newest `label` feedback when there is one. With both versions
+    given, a request served by the champion version that also has the candidate
+    version's online shadow row carries that pair (`ReplayRequest.online`), joined in
+    SQL: no other traffic row leaves the database.
 
     Raises:
         ValueError: on a non-positive window or sample size, or a naive `now`.
@@ -169,8 +219,12 @@ def sample_requests(
         bindparam("since", type_=UTCDateTime()),
         bindparam("until", type_=UTCDateTime()),
         bindparam("limit", type_=Integer()),
+        bindparam("champion_version", type_=String()),
+        bindparam("candidate_version", type_=String()),
     )
     params = {
+        "champion_version": champion_version,
+        "candidate_version": candidate_version,
         "env": env,
         "model_name": model_name,
         "since": now - timedelta(hours=window_hours),
@@ -179,7 +233,25 @@ def sample_requests(
     }
     with engine.connect() as conn:
         rows = conn.execute(statement, params).all()
-    return [ReplayRequest(str(r.request_id), str(r.input_text), r.label) for r in rows]
+    return [
+        ReplayRequest(str(r.request_id), str(r.input_text), r.label, _online_pair(r)) for r in rows
+    ]
+
+
+def _online_pair(row: Any) -> OnlinePair | None:
+    """The row's online pair, None without a shadow row; an errored row answers None."""
+    if row.shadow_id is None:
+        return None
+
+    def answer(output: str | None, error: str | None) -> str | None:
+        return None if error is not None or output is None else str(output)
+
+    return OnlinePair(
+        champion_output=answer(row.champion_output, row.champion_error),
+        candidate_output=answer(row.shadow_output, row.shadow_error),
+        champion_ms=float(row.champion_ms),
+        candidate_ms=float(row.shadow_ms),
+    )
 
 
 def chunk_requests(requests: Sequence[ReplayRequest], size: int) -> list[list[ReplayRequest]]:
@@ -227,24 +299,10 @@ def replay_chunk(
     cand_seconds = time.perf_counter() - started
 
     counts = ChunkCounts(
-        n=len(chunk), champion_seconds=champ_seconds, candidate_seconds=cand_seconds
+        replayed=len(chunk), champion_seconds=champ_seconds, candidate_seconds=cand_seconds
     )
-    counts.champion_errors = sum(p is None for p in champ_out)
-    counts.candidate_errors = sum(p is None for p in cand_out)
-    per_intent = counts.per_intent
-    table = counts.correct_table
     for request, a, b in zip(chunk, champ_out, cand_out, strict=True):
-        if a is None or b is None:
-            continue
-        counts.both_answered += 1
-        same = a == b
-        counts.agree += same
-        slot = per_intent.setdefault(a, [0, 0])
-        slot[0] += 1
-        slot[1] += same
-        if request.label is not None:
-            counts.labelled += 1
-            table[a != request.label][b != request.label] += 1
+        counts.count_pair(request.label, a, b)
     return counts
 
 

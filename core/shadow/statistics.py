@@ -84,7 +84,13 @@ class AccuracyComparison:
 
 @dataclass(frozen=True, slots=True)
 class ShadowReport:
-    """The evaluation: every figure, its interval, and the gate verdict."""
+    """The evaluation: every figure, its interval, and the gate verdict.
+
+    `requests` = `online_requests` (answered by the candidate's online shadow rows) +
+    `replayed_requests`. `online_latency` (champion row vs shadow row percentiles, ms) is
+    indicative only: shadow latency is measured off the hot path; the gate judges the
+    single-request timings in `champion_latency` / `candidate_latency`.
+    """
 
     model_name: str
     champion_version: str
@@ -99,6 +105,9 @@ class ShadowReport:
     per_intent: dict[str, Rate]
     gate: GateReport
     replay_rows_per_second: float | None = None
+    online_requests: int = 0
+    replayed_requests: int = 0
+    online_latency: dict[str, dict[str, float | None]] | None = None
 
     @property
     def passed(self) -> bool:
@@ -136,6 +145,9 @@ class ShadowReport:
             "per_intent_agreement": {k: rate(v) for k, v in self.per_intent.items()},
             "gate": self.gate.as_dict(),
             "replay_rows_per_second": self.replay_rows_per_second,
+            "online_requests": self.online_requests,
+            "replayed_requests": self.replayed_requests,
+            "online_latency_ms_indicative": self.online_latency,
         }
 
 
@@ -186,8 +198,12 @@ def evaluate(
     model_name: str,
     champion_version: str,
     candidate_version: str,
+    online_latency: LatencyProfile | None = None,
 ) -> ShadowReport:
     """Rates with intervals, latency percentiles, paired accuracy, and the gate verdict.
+
+    `counts` may merge online evidence and replayed chunks; `online_latency` (the logged
+    latencies of the online pairs) is reported as indicative, never gated.
 
     The gate fails on: agreement below SHADOW_MIN_AGREEMENT, candidate error rate above
     SHADOW_MAX_ERROR_RATE, candidate p95 above SHADOW_MAX_P95_MS, accuracy drop above
@@ -198,23 +214,10 @@ def evaluate(
     candidate_error = Rate.of(counts.candidate_errors, counts.n)
     accuracy = compare_accuracy(counts.correct_table)
     cand_latency = latency.percentiles("candidate")
-    gate = evaluate_gate(
+    gate = _gate(
         f"shadow {model_name} v{candidate_version} vs v{champion_version}",
-        [
-            GateCheck("requests", counts.n, ">=", 1, required=True),
-            GateCheck("agreement", agreement.value, ">=", thresholds.min_agreement, True),
-            GateCheck(
-                "candidate_error_rate", candidate_error.value, "<=", thresholds.max_error_rate, True
-            ),
-            GateCheck("candidate_p95_ms", cand_latency["p95"], "<=", thresholds.max_p95_ms, True),
-            GateCheck(
-                "accuracy_drop",
-                accuracy.drop if accuracy else None,
-                "<=",
-                thresholds.max_accuracy_drop,
-            ),
-        ],
-    )
+        counts.n, agreement, candidate_error, cand_latency["p95"], accuracy, thresholds,
+    )  # fmt: skip
     total_seconds = counts.champion_seconds + counts.candidate_seconds
     return ShadowReport(
         model_name=model_name,
@@ -231,5 +234,46 @@ def evaluate(
             intent: Rate.of(agreed, n) for intent, (n, agreed) in sorted(counts.per_intent.items())
         },
         gate=gate,
-        replay_rows_per_second=counts.n / total_seconds if total_seconds > 0 else None,
+        replay_rows_per_second=(
+            counts.replayed / total_seconds if total_seconds > 0 and counts.replayed else None
+        ),
+        online_requests=counts.online,
+        replayed_requests=counts.replayed,
+        online_latency=_indicative(online_latency),
     )
+
+
+def _gate(
+    title: str,
+    n: int,
+    agreement: Rate,
+    candidate_error: Rate,
+    candidate_p95_ms: float | None,
+    accuracy: AccuracyComparison | None,
+    thresholds: ShadowThresholds,
+) -> GateReport:
+    """The shadow gate over the figures (accuracy skipped without labels)."""
+    return evaluate_gate(
+        title,
+        [
+            GateCheck("requests", n, ">=", 1, required=True),
+            GateCheck("agreement", agreement.value, ">=", thresholds.min_agreement, True),
+            GateCheck(
+                "candidate_error_rate", candidate_error.value, "<=", thresholds.max_error_rate, True
+            ),
+            GateCheck("candidate_p95_ms", candidate_p95_ms, "<=", thresholds.max_p95_ms, True),
+            GateCheck(
+                "accuracy_drop",
+                accuracy.drop if accuracy else None,
+                "<=",
+                thresholds.max_accuracy_drop,
+            ),
+        ],
+    )
+
+
+def _indicative(online_latency: LatencyProfile | None) -> dict[str, dict[str, float | None]] | None:
+    """Percentiles of the online pairs' logged latencies (None without online pairs)."""
+    if online_latency is None or not online_latency.champion_ms:
+        return None
+    return {w: online_latency.percentiles(w) for w in ("champion", "candidate")}
