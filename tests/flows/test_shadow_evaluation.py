@@ -151,3 +151,60 @@ def test_shadow_evaluation_faulty_candidate_fails_and_rolls_back_shadow_rollout(
     assert any("Verdict: FAIL" in str(a.data) for a in artifacts)
     assert progress
     assert float(progress[-1].data) == pytest.approx(100.0)
+
+
+def _log_online_shadow(
+    engine: Engine, registry: ModelRegistry, candidate: str, every: int, rows: int = 400
+) -> int:
+    """The candidate's online shadow rows (as the router logs them: role shadow, the
+    champion row's request_id) on every `every`-th request of `_log_traffic`; returns how
+    many."""
+    frame = training_frame(seed=99).head(rows)
+    texts = list(frame["text"])
+    outputs = registry.load(MODEL, candidate).predict(texts)
+    now = utcnow()
+    shadow = [
+        {"request_id": f"q{i}", "ts": now - timedelta(minutes=50) + timedelta(seconds=i),
+         "env": "dev", "user_id": f"u{i}", "rollout_id": None, "model_name": MODEL,
+         "model_version": candidate, "role": "shadow", "input_text": texts[i],
+         "output": outputs[i], "latency_ms": 7.0, "error": None}
+        for i in range(0, rows, every)
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(insert(Traffic), shadow)
+    return len(shadow)
+
+
+@pytest.mark.parametrize("every", [1, 2], ids=["all-online", "half-online"])
+def test_shadow_evaluation_uses_online_shadow_rows_and_replays_the_rest(
+    state_db: Engine, registry: ModelRegistry, every: int
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    champion = train_and_register(registry, alias="dev-champion").version
+    candidate = train_and_register(registry, alias="dev-candidate").version
+    make_release(
+        state_db, env="dev", models={MODEL: champion}, digests={MODEL: None},
+        code_version="1", image_version="local", reason="champion",
+    )  # fmt: skip
+    _log_traffic(state_db, champion)
+    online = _log_online_shadow(state_db, registry, candidate, every)
+
+    report = shadow_evaluation(model_name=MODEL, batch_size=64, latency_sample=20, log_mlflow=False)
+
+    assert (report.online_requests, report.replayed_requests) == (online, 400 - online)
+    assert report.requests == 400
+    assert report.online_latency is not None
+    assert len(report.candidate_latency) == 3  # the gated latency: single requests timed
+    assert report.candidate_latency["p95"] is not None
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"shadow-{MODEL}"]))
+        )
+        progress = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"shadow-{MODEL}-progress"]))
+        )
+    expected = f"{online} from online shadow rows, {400 - online} replayed"
+    assert any(expected in str(a.data) for a in artifacts)
+    assert float(progress[-1].data) == pytest.approx(100.0)
