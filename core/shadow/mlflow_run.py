@@ -60,6 +60,8 @@ def report_metrics(report: ShadowReport) -> dict[str, float]:
     """The report's headline figures as MLflow metrics (those that could be measured)."""
     metrics: dict[str, float | None] = {
         "requests": float(report.requests),
+        "online_requests": float(report.online_requests),
+        "replayed_requests": float(report.replayed_requests),
         "agreement": report.agreement.value,
         "champion_error_rate": report.champion_error.value,
         "candidate_error_rate": report.candidate_error.value,

@@ -4,6 +4,8 @@ Traffic of the champion is logged (with some true labels as feedback), then repl
 chunks through champion and candidate. A good candidate passes and starts the canary; a
 faulty one (raises on 30% of inputs) fails with its failed thresholds listed and its
 shadow rollout is rolled back. Reports land as Prefect artifacts and an MLflow run.
+When the candidate's online shadow rows cover all or half of the sample, only the rest
+is replayed and the report counts both sources.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ def test_shadow_evaluation_good_candidate_passes_and_starts_canary(
     )
     assert len(runs) == 1
     assert runs[0].data.metrics["agreement"] == pytest.approx(report.agreement.value)
+    assert runs[0].data.metrics["replayed_requests"] == 400  # no online shadow rows logged
+    assert runs[0].data.metrics["online_requests"] == 0
     artifacts = {a.path for a in registry.client.list_artifacts(runs[0].info.run_id, "shadow")}
     assert "shadow/shadow-latency.png" in artifacts
     assert "shadow/shadow-report.md" in artifacts
