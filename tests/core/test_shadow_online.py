@@ -171,6 +171,10 @@ def test_mixed_evidence_agrees_with_a_full_replay(
     assert (mixed.online, mixed.replayed, full.replayed) == (split.online.n, len(split.to_replay),
                                                              len(sample))  # fmt: skip
     mixed_report, full_report = _report(mixed), _report(full)
+    print(
+        f"mixed: {mixed.online} online + {mixed.replayed} replayed; agreement "
+        f"{mixed_report.agreement.describe()} vs full replay {full_report.agreement.describe()}"
+    )
     assert mixed_report.agreement == full_report.agreement
     assert mixed_report.accuracy == full_report.accuracy
 
