@@ -71,3 +71,12 @@ def post_with_retries(
         "alert webhook on %s: %s not delivered after %s attempts", host, body.get("event"), attempts
     )
     return False
+
+
+def drain(timeout: float | None = None) -> None:
+    """Wait until every webhook POST queued so far is done (delivered or given up).
+
+    Raises:
+        TimeoutError: still posting after `timeout` seconds.
+    """
+    _executor.submit(lambda: None).result(timeout=timeout)
