@@ -30,11 +30,9 @@ from tasks.policies import IO_TASK
 log = logging.getLogger(__name__)
 
 
-def announce(
-    engine: Engine, seqs: Mapping[int, int], webhook_url: str | None
-) -> list[alerts.Alert]:
+def announce(engine: Engine, seqs: Mapping[int, int], webhook: str | None) -> list[alerts.Alert]:
     """Emit the Prefect event of every rollout event written after `seqs` ({rollout id:
-    seq}); POST rollbacks and promotions to `webhook_url` (if any) without waiting.
+    seq}); POST rollbacks and promotions to `webhook` (if any) without waiting.
 
     Never raises: the transitions are committed; a lost notification is logged.
     """
@@ -45,12 +43,13 @@ def announce(
         return []
     for alert in found:
         emit_event(**alert.emit_kwargs())
-        if alert.pages and webhook_url:
-            post_in_background(webhook_url, alert.webhook_body())
+        if alert.pages and webhook:
+            post_in_background(webhook, alert.webhook_body())
     return found
 
 
-def _webhook(settings: Settings) -> str | None:
+def webhook_url(settings: Settings) -> str | None:
+    """ALERT_WEBHOOK_URL's value (a secret: never log it), or None."""
     url = settings.ALERT_WEBHOOK_URL
     return url.get_secret_value() if url is not None else None
 
@@ -78,7 +77,7 @@ def reconcile(
         stateful=stateful_models(),
         windows=settings.deploy_windows,
     )
-    announce(engine, seqs, _webhook(settings))
+    announce(engine, seqs, webhook_url(settings))
     return outcomes
 
 
@@ -101,5 +100,5 @@ def answer_approval(
         code_version=settings.CODE_VERSION,
         image_version=settings.IMAGE_VERSION,
     )
-    announce(engine, seqs, _webhook(settings))
+    announce(engine, seqs, webhook_url(settings))
     return outcome
