@@ -28,6 +28,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from core.deploy_windows import DeployWindows
+
 Environment = Literal["dev", "stg", "prd"]
 
 DEFAULT_DATABASE_URL = "sqlite:///.local/state.db"
@@ -185,6 +187,15 @@ class Settings(BaseSettings):
     )
     CANARY_REQUIRE_APPROVAL: bool = False
     CANARY_APPROVAL_TIMEOUT_SECONDS: int = Field(3600, ge=1)
+    DEPLOY_WINDOWS: str = Field(
+        "",
+        description="when rollouts may advance/promote, e.g. 'Mon-Thu 09:00-16:00'; empty: always",
+    )
+    DEPLOY_TIMEZONE: str = Field("UTC", description="IANA zone of DEPLOY_WINDOWS and freeze dates")
+    DEPLOY_FREEZE_DATES: str = Field("", description="closed days, e.g. 2026-12-24,2026-12-31")
+    ALERT_WEBHOOK_URL: SecretStr | None = Field(
+        None, description="optional: JSON POST on rollback and promotion (may hold a token)"
+    )
 
     # --- shadow evaluation gates --------------------------------------------------------
     SHADOW_WINDOW_HOURS: float = Field(24.0, gt=0)
@@ -221,6 +232,20 @@ class Settings(BaseSettings):
             raise ValueError("expected increasing percents ending at 100, like 1,10,25,50,100")
         if any(b <= a for a, b in pairwise(value)) or value[0] <= 0:
             raise ValueError("expected strictly increasing percents in (0, 100]")
+        return value
+
+    @model_validator(mode="after")
+    def _check_deploy_windows(self) -> Settings:
+        _ = self.deploy_windows  # parsing is the check; its error names the variable
+        return self
+
+    @field_validator("ALERT_WEBHOOK_URL")
+    @classmethod
+    def _check_webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not value.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("expected an http(s):// URL")
         return value
 
     @field_validator("DATABASE_URL", "SOURCE_DATABASE_URL")
@@ -271,6 +296,13 @@ class Settings(BaseSettings):
     def uses_supabase(self) -> bool:
         """True when source reads should go over Supabase REST."""
         return bool(self.SUPABASE_URL and self.SUPABASE_KEY)
+
+    @property
+    def deploy_windows(self) -> DeployWindows:
+        """DEPLOY_WINDOWS, DEPLOY_TIMEZONE and DEPLOY_FREEZE_DATES, parsed."""
+        return DeployWindows.parse(
+            self.DEPLOY_WINDOWS, self.DEPLOY_TIMEZONE, self.DEPLOY_FREEZE_DATES
+        )
 
     @property
     def reports_dir(self) -> Path:

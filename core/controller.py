@@ -48,6 +48,7 @@ from core.canary import (
     sequential_tests,
 )
 from core.db import utcnow
+from core.deploy_windows import DeployWindows
 from core.tick import (
     CONTROLLER_ACTOR,
     Outcome,
@@ -71,6 +72,7 @@ __all__ = [
     "CanaryPolicy",
     "Checkpoint",
     "Decision",
+    "DeployWindows",
     "NoAnswer",
     "OperatorAnswer",
     "Outcome",
@@ -112,6 +114,7 @@ def reconcile(  # noqa: PLR0913 (keyword-only: the tick's settings and its test 
     now: datetime | None = None,
     checkpoint: Checkpoint = _noop,
     stateful: Collection[str] = (),
+    windows: DeployWindows | None = None,
 ) -> list[TickOutcome]:
     """One controller tick over every active rollout (of `env`, or all envs).
 
@@ -120,7 +123,9 @@ def reconcile(  # noqa: PLR0913 (keyword-only: the tick's settings and its test 
     asked (answer it with `core.approval.answer_approval`). A forward move that would give
     traffic to a candidate of a model in `stateful` (the models that read release state,
     computed at the edges from the model families) whose state is not published is held
-    with a `state_not_ready` event; rollbacks are never held.
+    with a `state_not_ready` event; outside the deploy `windows` (core.deploy_windows;
+    None: always open) it is held with one `held_deploy_window` event per closed period
+    and no operator is asked. Rollbacks are never held.
 
     Idempotent and crash-safe: all state is in the database, each change is one ledger
     transaction guarded by compare-and-set, so running it twice, concurrently, or again
@@ -135,7 +140,9 @@ def reconcile(  # noqa: PLR0913 (keyword-only: the tick's settings and its test 
     if registry is not None:
         finish_promotions(engine, registry, env=env)
     for rollout in ledger.active_rollouts(engine, env):
-        plan = plan_rollout(engine, rollout, policy, now=now or utcnow(), stateful=stateful)
+        plan = plan_rollout(
+            engine, rollout, policy, now=now or utcnow(), stateful=stateful, windows=windows
+        )
         log_verdict(plan)
         checkpoint("planned")
         if plan.awaits_operator:

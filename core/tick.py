@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from core import ledger
 from core.analysis import StageFigures, stage_figures
 from core.canary import Action, CanaryPolicy, Verdict, decide
+from core.deploy_windows import DeployWindows
 from core.errors import ConflictError, StateNotReadyError
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 CONTROLLER_ACTOR = "rollout-controller"
 STATE_NOT_READY = "state_not_ready"
 """The event kind of a forward move held because a candidate's release state is missing."""
+HELD_DEPLOY_WINDOW = "held_deploy_window"
+"""The event kind of a forward move held outside the deploy windows (once per closed
+period: its figures carry the next opening, which names the period)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,11 @@ class TickPlan:
     stateful: frozenset[str] = frozenset()
     """The models that read release state: a forward move needs their candidates' states
     published (an approval's fresh plan keeps the same set)."""
+    closed: str | None = None
+    """Why the deploy windows are closed at the plan's time (None when open): a forward
+    move is held, a rollback is not."""
+    reopens: datetime | None = None
+    """When the windows open next (None when open, or no opening within the horizon)."""
 
     @property
     def needs_approval_for(self) -> Action | None:
@@ -60,7 +69,11 @@ class TickPlan:
     @property
     def awaits_operator(self) -> bool:
         """True when the verdict moves forward and the policy wants an operator to agree."""
-        return self.policy.require_approval and self.needs_approval_for is not None
+        return (
+            self.policy.require_approval
+            and self.needs_approval_for is not None
+            and self.closed is None
+        )
 
     def evidence(self) -> dict[str, Any]:
         """The figures and verdict, JSON-ready, stored with the event that acts on them.
@@ -95,6 +108,7 @@ def plan_rollout(
     *,
     now: datetime,
     stateful: Collection[str] = (),
+    windows: DeployWindows | None = None,
 ) -> TickPlan:
     """Compute the current stage's figures in SQL and decide; no write.
 
@@ -103,7 +117,8 @@ def plan_rollout(
     thresholds come from `policy`). Shadow rollouts are skipped (the shadow evaluation
     moves them into canary). Paused ones are analysed (a breach still rolls them back) but
     never moved forward. `stateful` (the models that read release state) travels with the
-    plan for `apply_plan`'s readiness gate.
+    plan for `apply_plan`'s readiness gate; `windows` (core.deploy_windows, None: always
+    open) says at `now` whether a forward move may happen (`TickPlan.closed`).
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: if the database cannot be queried.
@@ -126,7 +141,11 @@ def plan_rollout(
         p95_margin=policy.p95_margin,
     )
     verdict = decide(figures, stage_index=rollout.stage_index, policy=policy)
-    return TickPlan(rollout, policy, figures, verdict, stateful=gate)
+    closed = windows.why_closed(now) if windows is not None else ""
+    return TickPlan(
+        rollout, policy, figures, verdict, stateful=gate, closed=closed or None,
+        reopens=windows.next_open(now) if closed and windows is not None else None,
+    )  # fmt: skip
 
 
 def apply_plan(
@@ -145,7 +164,9 @@ def apply_plan(
     refuse changes, so a plan made from stale state ends as `conflict`, writing nothing.
     A forward move (advance, promote) that would give traffic to a candidate whose release
     state is not published is held, with a `state_not_ready` event saying which and the
-    fix; a rollback is never held. A forward move that needs approval
+    fix; outside the deploy windows (`plan.closed`) it is held with one
+    `held_deploy_window` event per closed period; a rollback is never held. A forward
+    move that needs approval
     (policy.require_approval) is only made when `approved`.
     """
     rollout, verdict = plan.rollout, plan.verdict
@@ -162,7 +183,7 @@ def apply_plan(
         if verdict.action == "hold" or rollout.status != "canary":
             why = reason if verdict.action == "hold" else f"{rollout.status}: not moving"
             return TickOutcome(rollout.id, "held", why, rollout.stage_index)
-        held = _hold_without_state(engine, plan, actor)
+        held = _hold_outside_window(engine, plan, actor) or _hold_without_state(engine, plan, actor)
         if held is not None:
             return held
         if plan.policy.require_approval and not approved:
@@ -185,6 +206,29 @@ def apply_plan(
         # Another tick (or an operator) changed the rollout first: nothing to do here.
         log.info("rollout #%s: %s", rollout.id, exc)
         return TickOutcome(rollout.id, "conflict", str(exc), rollout.stage_index)
+
+
+def _hold_outside_window(engine: Engine, plan: TickPlan, actor: str) -> TickOutcome | None:
+    """`held` with a `held_deploy_window` event when the deploy windows are closed; None
+    when they are open.
+
+    One event per closed period: the event's figures carry the next opening, and a tick
+    finding the newest such event with the same next opening only holds.
+    """
+    if plan.closed is None:
+        return None
+    rollout = plan.rollout
+    why = f"{plan.needs_approval_for} held: {plan.closed}"
+    reopens = plan.reopens.isoformat() if plan.reopens is not None else None
+    held = [e for e in ledger.rollout_events(engine, rollout.id) if e.kind == HELD_DEPLOY_WINDOW]
+    if not held or (held[-1].figures or {}).get("deploy_window", {}).get("next_open") != reopens:
+        window = {"next_open": reopens, "reason": plan.closed}
+        ledger.record_event(
+            engine, rollout.id, kind=HELD_DEPLOY_WINDOW, actor=actor, reason=why,
+            figures=plan.evidence() | {"deploy_window": window},
+        )  # fmt: skip
+        log.warning("rollout #%s: %s", rollout.id, why)
+    return TickOutcome(rollout.id, "held", why, rollout.stage_index)
 
 
 def _hold_without_state(engine: Engine, plan: TickPlan, actor: str) -> TickOutcome | None:

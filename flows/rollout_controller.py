@@ -15,6 +15,11 @@ abort; who and why), or from code:
                                                          "actor": "ana", "reason": "ok"})
 
 Later ticks do not ask again while a request is open (until it times out).
+
+Forward moves wait for the deploy windows (DEPLOY_WINDOWS, DEPLOY_TIMEZONE,
+DEPLOY_FREEZE_DATES); rollbacks never wait. Every transition is announced as a Prefect
+event `stateful-ml.rollout.<kind>`, rollbacks and promotions also to ALERT_WEBHOOK_URL
+(docs/alerts.md).
 """
 
 from __future__ import annotations

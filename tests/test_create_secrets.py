@@ -31,6 +31,7 @@ SECRETS = {
     "SOURCE_DATABASE_URL": f"postgresql://app:{SENTINEL}-src@db.example.com:5432/source",
     "SUPABASE_KEY": f"{SENTINEL}-supabase",
     "PREFECT_API_KEY": f"pnu_{SENTINEL}-prefect",
+    "ALERT_WEBHOOK_URL": f"https://hooks.example.com/{SENTINEL}-hook",
 }
 
 
