@@ -17,6 +17,7 @@ from core.ledger import AliasRegistry, ReleaseRecord, RolloutRecord
 from core.manual_actions import RollbackRequest, RolloutActionRequest
 from core.registry import ModelRegistry
 from models import stateful_models
+from tasks.controller import announce, webhook_url
 from tasks.policies import IO_TASK
 
 
@@ -40,6 +41,8 @@ def apply_rollout_action(
     )
     if release is not None:
         get_run_logger().info("%s release %s", release.env, release.tag)
+    # each manual action writes exactly one event: announce it like the controller's
+    announce(engine, {record.id: record.event_seq - 1}, webhook_url(settings))
     return record
 
 

@@ -2,9 +2,10 @@
 
 Runs every demo step in process under the session's Prefect harness with isolated
 settings, then checks the final state exactly: MLflow aliases, the env's releases, and
-every event of the three rollouts (the good candidate promoted through all stages in stg,
+every event of the four rollouts (the good candidate promoted through all stages in stg,
 the same release promoted through its own canary in prd, the faulty one rolled back by the
-controller in stg).
+controller in stg, the embedder-upgrade bundle promoted in stg), and the env rollback that
+followed it (the previous release again, nothing rebuilt).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from core.db import make_engine
 from core.registry import ModelRegistry
 
 MODEL = "intent-classifier"
+RETRIEVER = "faq-retriever"
 
 pytestmark = pytest.mark.slow
 
@@ -41,29 +43,48 @@ def test_demo_lifecycle_final_state_exact(db_url: str, monkeypatch: pytest.Monke
     settings = get_settings()
     text = out.getvalue()
     assert "demo finished" in text
+    assert "the router serves the previous answers" in text
+    assert "(nothing rebuilt)" in text
     aliases = ModelRegistry.from_settings(settings).aliases(MODEL)
-    assert aliases == {
-        "stg-champion": "2",
-        "stg-previous": "1",
-        "prd-champion": "2",
-        "prd-previous": "1",
-    }
+    # stg was rolled back from the bundle (classifier v4) to v2; prd never saw the bundle
+    assert aliases["stg-champion"] == "2"
+    assert (aliases["prd-champion"], aliases["prd-previous"]) == ("2", "1")
+    retriever_aliases = ModelRegistry.from_settings(settings).aliases(RETRIEVER)
+    assert (retriever_aliases["stg-champion"], retriever_aliases["prd-champion"]) == ("1", "1")
+    first = [{MODEL: "1"}, {MODEL: "1", RETRIEVER: "1"}, {MODEL: "2", RETRIEVER: "1"}]
+    bundle_release = {MODEL: "4", RETRIEVER: "3"}
 
     engine = make_engine(settings.database_url)
     try:
         stg = list(reversed(ledger.releases_history(engine, "stg", 10)))
         prd = list(reversed(ledger.releases_history(engine, "prd", 10)))
+        assert [r.model_versions for r in prd] == first
+        assert [r.model_versions for r in stg] == [*first, bundle_release, first[-1]]
         for releases in (stg, prd):
-            assert [r.model_versions for r in releases] == [{MODEL: "1"}, {MODEL: "2"}]
-            assert releases[1].parent_id == releases[0].id
-            assert releases[1].image_version == "demo-image-2"
+            assert releases[2].parent_id == releases[1].id
+            assert releases[2].image_version == "demo-image-2"
+        assert (stg[4].reason or "").startswith("rollback")
         assert all(r.tag.endswith("-rc") for r in stg)
         assert not any(r.tag.endswith("-rc") for r in prd)
         # the same release travelled: same versions, same artifact digests
-        assert prd[1].artifact_digests == stg[1].artifact_digests
+        assert prd[2].artifact_digests == stg[2].artifact_digests
         assert ledger.releases_history(engine, "dev", 10) == []
 
-        good, faulty = sorted(ledger.list_rollouts(engine, "stg"), key=lambda r: r.id)
+        good, faulty, bundle = sorted(ledger.list_rollouts(engine, "stg"), key=lambda r: r.id)
+        assert (bundle.model_name, bundle.champion_version, bundle.candidate_version) == (
+            RETRIEVER,
+            "1",
+            "3",
+        )
+        assert bundle.bundle == {MODEL: {"champion": "2", "candidate": "4"}}
+        assert bundle.status == "promoted"
+        assert [e.kind for e in ledger.rollout_events(engine, bundle.id)] == [
+            "start",
+            "advance",
+            "advance",
+            "advance",
+            "promote",
+        ]
         (travelled,) = ledger.list_rollouts(engine, "prd")
         assert (good.candidate_version, good.champion_version, good.status) == (
             "2",
@@ -112,6 +133,6 @@ def test_demo_lifecycle_final_state_exact(db_url: str, monkeypatch: pytest.Monke
         engine.dispose()
 
     reports = settings.reports_dir
-    for rollout_id in (1, 2, 3):
+    for rollout_id in (1, 2, 3, 4):
         assert (reports / f"rollout-{rollout_id}-stages.png").stat().st_size > 0
     assert (reports / f"shadow-{MODEL}-v2" / "shadow-latency.png").exists()
