@@ -104,7 +104,24 @@ def rollback_target(
 
     Raises:
         NotFoundError: unknown env, nothing released yet, unknown tag, or no earlier release.
+        ConflictError: the target does not name every model the current release serves.
     """
+    current, target = _find_target(engine, env, to_tag)
+    missing = sorted(set(current.model_versions) - set(target.model_versions))
+    if missing:
+        raise ConflictError(
+            f"{target.tag} does not name {', '.join(missing)}, which {env} serves now "
+            f"({current.tag}): a rollback switches versions, it never removes a model; "
+            "pick a release that names every model (`sml history --env "
+            f"{env}`, then `--to TAG`)"
+        )
+    return current, target
+
+
+def _find_target(
+    engine: Engine, env: str, to_tag: str | None
+) -> tuple[ReleaseRecord, ReleaseRecord]:
+    """The current release of `env` and `to_tag`'s release, else the current's parent."""
     check_env(env)
     with session_scope(engine) as session:
         current_row = _current_row(session, env)

@@ -225,3 +225,17 @@ def test_a_manual_start_request_opens_a_bundle(engine: Engine) -> None:
             action="start", actor="ana", reason="r", env="prd", model_name="clf",
             candidate_version="2", bundle={"faq": "v2"},
         )  # fmt: skip
+
+
+def test_env_rollback_never_removes_a_model(engine: Engine) -> None:
+    """A first release of the classifier alone, then one with the retriever too: rolling
+    back to the first would stop serving the retriever, so it is refused, and nothing is
+    written."""
+    from core.ledger import current_release, rollback_env
+    from tests.factories import make_release
+
+    make_release(engine, env="stg", models={"intent-classifier": "1"})
+    both = make_release(engine, env="stg", models={"intent-classifier": "1", "faq-retriever": "1"})
+    with pytest.raises(ConflictError, match="never removes a model"):
+        rollback_env(engine, "stg", actor="ana", reason="try")
+    assert current_release(engine, "stg") == both
