@@ -56,6 +56,8 @@ def _settings_env(workdir: Path) -> dict[str, str]:
         "TRAFFIC_SPILL_DIR": str(local / "spill"),
         "IMAGE_VERSION": "bench",
         "LOG_LEVEL": "WARNING",
+        # /predict of the classifier alone: the router is ready once its champion loads
+        "MODELS": MODEL,
     }
 
 
