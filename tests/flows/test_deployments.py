@@ -77,7 +77,8 @@ def test_deploy_all_then_run_controller_through_a_process_worker(
         )
 
     # When every deployment is applied from prefect.yaml
-    _prefect(["deploy", "--all"], env)
+    # 30 deployments, each a few API calls: minutes on 2 loaded cores, so a long bound
+    _prefect(["deploy", "--all"], env, timeout=900)
 
     # Then all 30 exist, with the schedules prefect.yaml declares
     with get_client(sync_client=True) as client:
