@@ -98,8 +98,13 @@ def test_deploy_all_then_run_controller_through_a_process_worker(
         env,
         timeout=600,
     )
+    # only this deployment's runs: earlier tests of the session ran flows on this server
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs()
+        controller_local = client.read_deployment_by_name("rollout-controller/local")
+        only = DeploymentFilter(id=DeploymentFilterId(any_=[controller_local.id]))
+        runs = client.read_flow_runs(deployment_filter=only)
         states = {r.name: r.state_type.value for r in runs}
     assert list(states.values()) == ["COMPLETED"], json.dumps(states) + "\n" + worker_log
 
