@@ -151,9 +151,13 @@ def test_masked_items_redacts_database_passwords_and_masks_keys(
 
 
 def test_secret_fields_are_exactly_the_secretstr_fields() -> None:
-    assert {"DATABASE_URL", "SOURCE_DATABASE_URL", "SUPABASE_KEY", "PREFECT_API_KEY"} == set(
-        SECRET_FIELDS
-    )
+    assert {
+        "DATABASE_URL",
+        "SOURCE_DATABASE_URL",
+        "SUPABASE_KEY",
+        "PREFECT_API_KEY",
+        "ALERT_WEBHOOK_URL",
+    } == set(SECRET_FIELDS)
 
 
 def test_settings_repr_never_shows_secret_values(monkeypatch: pytest.MonkeyPatch) -> None:
