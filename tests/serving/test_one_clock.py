@@ -123,6 +123,7 @@ def _figures(engine: Engine, rollout_id: int, since: datetime, until: datetime) 
     return stage_figures(
         engine,
         rollout_id,
+        model_name="intent-classifier",
         since=since,
         until=until,
         latency_limit_ms=policy.p95_max_ms,
