@@ -185,6 +185,21 @@ class Settings(BaseSettings):
     CANARY_FEEDBACK_MARGIN: float = Field(
         0.05, ge=0, description="allowed absolute excess of negative-feedback rate"
     )
+    CANARY_FOLLOWUP_SECONDS: float = Field(
+        60.0, gt=0, description="a user's next query this soon after an answer is a reformulation"
+    )
+    CANARY_ABANDONMENT_SECONDS: float = Field(
+        300.0, gt=0, description="an answer with no request or feedback this long is abandoned"
+    )
+    CANARY_REFORMULATION_MARGIN: float = Field(
+        0.03, ge=0, description="allowed absolute excess of the reformulation rate"
+    )
+    CANARY_HANDOFF_MARGIN: float = Field(
+        0.02, ge=0, description="allowed absolute excess of the hand-off rate"
+    )
+    CANARY_ABANDONMENT_MARGIN: float = Field(
+        0.03, ge=0, description="allowed absolute excess of the abandonment rate"
+    )
     CANARY_REQUIRE_APPROVAL: bool = False
     CANARY_APPROVAL_TIMEOUT_SECONDS: int = Field(3600, ge=1)
     DEPLOY_WINDOWS: str = Field(

@@ -28,6 +28,9 @@ set, then a `fallback` row answered by the champion. So:
 Feedback joins through request_id, so feedback on a fallback answer lands on the candidate
 row of the same request: the user's arm.
 
+What users did next (reformulation, hand-off, abandonment: core.behaviour) is one more
+statement over the same window when `stage_figures` is given the behaviour windows.
+
 p95 uses linear interpolation between order statistics (`percentile_cont`) on both
 backends: Postgres has percentile_cont; on SQLite the same formula is written with window
 functions. bench/analysis.py times this over 10,000,000 rows on Postgres.
@@ -42,6 +45,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.types import Float, Integer, String
 
+from core.behaviour import BehaviourCounts, BehaviourWindows, behaviour_counts
 from core.db.models import UTCDateTime
 
 # Values of a `thumbs` feedback row that count as negative (the router accepts these).
@@ -158,6 +162,11 @@ class ArmFigures:
     over_limit: int = 0
     over_relative: int = 0
     negative_feedback: int = 0
+    followup_n: int = 0
+    reformulations: int = 0
+    handoffs: int = 0
+    abandonment_n: int = 0
+    abandonments: int = 0
 
     @property
     def error_rate(self) -> float:
@@ -168,6 +177,24 @@ class ArmFigures:
     def negative_feedback_rate(self) -> float:
         """Requests with negative thumbs feedback / requests served (0 when none)."""
         return self.negative_feedback / self.n if self.n else 0.0
+
+    @property
+    def reformulation_rate(self) -> float | None:
+        """Answers followed by the user's next query within the follow-up window / answers
+        whose window has passed (None when none has)."""
+        return self.reformulations / self.followup_n if self.followup_n else None
+
+    @property
+    def handoff_rate(self) -> float | None:
+        """Answers whose quick next query asked for a person / answers whose follow-up
+        window has passed (None when none has)."""
+        return self.handoffs / self.followup_n if self.followup_n else None
+
+    @property
+    def abandonment_rate(self) -> float | None:
+        """Answers followed by nothing (no request, no feedback) within the abandonment
+        window / answers whose window has passed (None when none has)."""
+        return self.abandonments / self.abandonment_n if self.abandonment_n else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +221,14 @@ class StageFigures:
             arms[name] = asdict(arm) | {
                 "error_rate": round(arm.error_rate, 6),
                 "negative_feedback_rate": round(arm.negative_feedback_rate, 6),
+                **{
+                    name: None if rate is None else round(rate, 6)
+                    for name, rate in (
+                        ("reformulation_rate", arm.reformulation_rate),
+                        ("handoff_rate", arm.handoff_rate),
+                        ("abandonment_rate", arm.abandonment_rate),
+                    )
+                },
             }
         return {
             "rollout_id": self.rollout_id,
@@ -248,13 +283,15 @@ def stage_figures(
     until: datetime,
     latency_limit_ms: float,
     p95_margin: float,
+    behaviour: BehaviourWindows | None = None,
 ) -> StageFigures:
     """Compute both arms' figures of `rollout_id` over [since, until) in SQL, on the rows
     of `model_name` (the rollout's lead: one row per request).
 
     A few statements in one transaction: the per-arm aggregates (on Postgres split in
     latency, errors, and negative feedback, each an index-only scan), then the count of
-    candidate requests slower than the champion's p95 x (1 + p95_margin).
+    candidate requests slower than the champion's p95 x (1 + p95_margin); with `behaviour`,
+    the users' behaviour counts (core.behaviour) too.
 
     Raises:
         ValueError: if since/until are naive or since > until.
@@ -282,6 +319,13 @@ def stage_figures(
             if candidate.n:
                 over = _count_over_relative(conn, params, threshold)
                 candidate = replace(candidate, over_relative=over)
+        if behaviour is not None:
+            counts = behaviour_counts(
+                conn, rollout_id=rollout_id, model_name=model_name,
+                since=since, until=until, windows=behaviour,
+            )  # fmt: skip
+            champion = _with_behaviour(champion, counts.get("champion"))
+            candidate = _with_behaviour(candidate, counts.get("candidate"))
     return StageFigures(
         rollout_id=rollout_id,
         since=since,
@@ -333,3 +377,8 @@ def _count_over_relative(conn: Connection, params: dict[str, Any], threshold: fl
         },
     ).scalar_one()
     return int(over)
+
+
+def _with_behaviour(arm: ArmFigures, counts: BehaviourCounts | None) -> ArmFigures:
+    """`arm` with its behaviour counts (unchanged when the arm had no followed answers)."""
+    return arm if counts is None else replace(arm, **asdict(counts))

@@ -5,7 +5,9 @@ hold, advance, promote or rollback:
 - **rollback** when an always-valid sequential test (core.sequential) finds evidence that
   the candidate breaches a threshold: error rate above the champion's by more than
   CANARY_ERROR_MARGIN, negative feedback above by more than CANARY_FEEDBACK_MARGIN, p95
-  above CANARY_P95_MAX_MS, or p95 above the champion's p95 x (1 + CANARY_P95_MARGIN).
+  above CANARY_P95_MAX_MS, p95 above the champion's p95 x (1 + CANARY_P95_MARGIN), or a
+  user-behaviour rate (reformulation, hand-off, abandonment: core.behaviour) above the
+  champion's by more than its CANARY_*_MARGIN.
   The family-wise alpha CANARY_ALPHA is split (Bonferroni) over every stage and every
   test, so a candidate as good as the champion is rolled back with probability <= alpha
   over the whole rollout, however often the controller looks.
@@ -22,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from config import Settings
-from core.analysis import StageFigures
+from core.analysis import ArmFigures, StageFigures
+from core.behaviour import BehaviourWindows
 from core.gates import GateCheck, GateReport, evaluate_gate
 from core.sequential import (
     SequentialResult,
@@ -32,8 +35,9 @@ from core.sequential import (
 )
 
 Action = Literal["hold", "advance", "promote", "rollback"]
-# Sequential tests run on every stage: error rate, negative feedback, p95 limit, p95 vs champion.
-TESTS_PER_STAGE = 4
+# Sequential tests run on every stage: error rate, negative feedback, p95 limit, p95 vs
+# champion, and the three behaviour rates (reformulation, hand-off, abandonment).
+TESTS_PER_STAGE = 7
 # "p95 above T" <=> "more than 5% of requests slower than T".
 P95_TAIL = 0.05
 # Mixing scales (tau) of the normal mixtures: the size of effect each test is most
@@ -55,15 +59,26 @@ class CanaryPolicy:
     p95_max_ms: float
     p95_margin: float
     feedback_margin: float
+    reformulation_margin: float = 0.03
+    handoff_margin: float = 0.02
+    abandonment_margin: float = 0.03
+    followup_seconds: float = 60.0
+    abandonment_seconds: float = 300.0
+    handoff_labels: tuple[str, ...] = ()
     require_approval: bool = False
     approval_timeout_seconds: int = 3600
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, approval_timeout_seconds: int | None = None
+        cls,
+        settings: Settings,
+        *,
+        approval_timeout_seconds: int | None = None,
+        handoff_labels: tuple[str, ...] = (),
     ) -> CanaryPolicy:
         """Read the policy from Settings (`approval_timeout_seconds` overrides
-        CANARY_APPROVAL_TIMEOUT_SECONDS when given)."""
+        CANARY_APPROVAL_TIMEOUT_SECONDS when given; `handoff_labels` are the model
+        families' hand-off outputs, `models.handoff_labels()`)."""
         return cls(
             stages=tuple(settings.CANARY_STAGES),
             bake_seconds=settings.CANARY_BAKE_SECONDS,
@@ -73,6 +88,12 @@ class CanaryPolicy:
             p95_max_ms=settings.CANARY_P95_MAX_MS,
             p95_margin=settings.CANARY_P95_MARGIN,
             feedback_margin=settings.CANARY_FEEDBACK_MARGIN,
+            reformulation_margin=settings.CANARY_REFORMULATION_MARGIN,
+            handoff_margin=settings.CANARY_HANDOFF_MARGIN,
+            abandonment_margin=settings.CANARY_ABANDONMENT_MARGIN,
+            followup_seconds=settings.CANARY_FOLLOWUP_SECONDS,
+            abandonment_seconds=settings.CANARY_ABANDONMENT_SECONDS,
+            handoff_labels=tuple(handoff_labels),
             require_approval=settings.CANARY_REQUIRE_APPROVAL,
             approval_timeout_seconds=approval_timeout_seconds
             or settings.CANARY_APPROVAL_TIMEOUT_SECONDS,
@@ -82,6 +103,21 @@ class CanaryPolicy:
     def test_alpha(self) -> float:
         """The level of each single sequential test (alpha over stages x tests)."""
         return bonferroni_alpha(self.alpha, len(self.stages) * TESTS_PER_STAGE)
+
+    @property
+    def behaviour(self) -> BehaviourWindows:
+        """The windows and labels the behaviour figures are read with (core.behaviour)."""
+        return BehaviourWindows(
+            self.followup_seconds, self.abandonment_seconds, self.handoff_labels
+        )
+
+    def behaviour_margins(self) -> dict[str, float]:
+        """Each behaviour test's name -> its margin (the allowed absolute excess)."""
+        return {
+            "reformulation": self.reformulation_margin,
+            "handoff": self.handoff_margin,
+            "abandonment": self.abandonment_margin,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +146,26 @@ class Verdict:
         }
 
 
+def _behaviour_counts(arm: ArmFigures, metric: str) -> tuple[int, int]:
+    """(events, answers followed) of one behaviour metric of an arm."""
+    if metric == "abandonment":
+        return arm.abandonments, arm.abandonment_n
+    return (arm.reformulations if metric == "reformulation" else arm.handoffs), arm.followup_n
+
+
+def _behaviour_excess(figures: StageFigures, metric: str) -> float | None:
+    """Candidate's rate minus the champion's for `metric` (None until both have answers
+    whose window has passed)."""
+    (c_events, c_n), (h_events, h_n) = (
+        _behaviour_counts(figures.candidate, metric),
+        _behaviour_counts(figures.champion, metric),
+    )
+    return c_events / c_n - h_events / h_n if c_n and h_n else None
+
+
 def sequential_tests(figures: StageFigures, policy: CanaryPolicy) -> dict[str, SequentialResult]:
-    """Run the four always-valid breach tests on one stage's figures."""
+    """Run the always-valid breach tests (TESTS_PER_STAGE) on one stage's figures; a test
+    whose figures are not there yet (an arm with no followed answers) is not run."""
     champ, cand = figures.champion, figures.candidate
     alpha = policy.test_alpha
     tests: dict[str, SequentialResult] = {}
@@ -124,6 +178,15 @@ def sequential_tests(figures: StageFigures, policy: CanaryPolicy) -> dict[str, S
             cand.negative_feedback, cand.n, champ.negative_feedback, champ.n,
             margin=policy.feedback_margin, alpha=alpha, tau=TAU_RATE,
         )  # fmt: skip
+    for metric, margin in policy.behaviour_margins().items():
+        (c_events, c_n), (h_events, h_n) = (
+            _behaviour_counts(cand, metric),
+            _behaviour_counts(champ, metric),
+        )
+        if c_n and h_n:
+            tests[metric] = difference_of_proportions(
+                c_events, c_n, h_events, h_n, margin=margin, alpha=alpha, tau=TAU_RATE
+            )
     if cand.n:
         tests["p95_limit"] = proportion_above(
             cand.over_limit, cand.n, p0=P95_TAIL, alpha=alpha, tau=TAU_TAIL
@@ -171,6 +234,10 @@ def advance_gate(figures: StageFigures, *, stage_index: int, policy: CanaryPolic
                 else None,
                 "<=",
                 policy.feedback_margin,
+            ),
+            *(
+                GateCheck(f"{metric}_excess", _behaviour_excess(figures, metric), "<=", margin)
+                for metric, margin in policy.behaviour_margins().items()
             ),
         ]
     return evaluate_gate(f"stage {stage_index} ({policy.stages[stage_index]:g}%)", checks)

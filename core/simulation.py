@@ -15,7 +15,9 @@ and documented in docs/statistics.md.
 
 from __future__ import annotations
 
-from collections import Counter
+import dataclasses
+import math
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,16 +34,38 @@ from core.ledger import RolloutRecord
 # Latency histogram: log-spaced bins from 0.5 ms to 20 s (about 2% wide each).
 _EDGES = np.geomspace(0.5, 20_000.0, 512)
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+# Simulated users' quick next query (write_simulated_traffic): this long after the answer,
+# classified as the intent classifier's hand-off label for a hand-off.
+FOLLOWUP_GAP_SECONDS = 5.0
+HANDOFF_LABEL = "talk_to_agent"
 
 
 @dataclass(frozen=True, slots=True)
 class Arm:
-    """How one model behaves: error rate, negative-feedback rate, lognormal latency."""
+    """How one model behaves, and how its users behave after an answer.
+
+    error_rate, negative_feedback_rate: per request; latency: lognormal. The behaviour
+    rates are per answer, as core.behaviour measures them: reformulation (the user's next
+    query comes within the follow-up window), hand-off (that next query asks for a person:
+    a subset of the reformulations), abandonment (no next request and no feedback).
+    """
 
     error_rate: float
     negative_feedback_rate: float
     latency_median_ms: float
     latency_sigma: float = 0.35
+    reformulation_rate: float = 0.0
+    handoff_rate: float = 0.0
+    abandonment_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Raises ValueError when the behaviour rates cannot all hold at once."""
+        if not 0 <= self.handoff_rate <= self.reformulation_rate <= 1:
+            raise ValueError("expected 0 <= handoff_rate <= reformulation_rate <= 1")
+        if self.abandonment_rate > (1 - self.reformulation_rate) * (
+            1 - self.negative_feedback_rate
+        ):
+            raise ValueError("abandonment_rate above the answers with no follow-up or feedback")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +78,12 @@ class Scenario:
     requests_per_tick: int = 6_000
     tick_seconds: float = 60.0
     max_ticks: int = 400
+    followup_seconds: float = 60.0
+    abandonment_seconds: float = 300.0
+
+    def lag_ticks(self, window_seconds: float) -> int:
+        """Ticks before an answer's behaviour window has passed (it is counted after)."""
+        return math.ceil(window_seconds / self.tick_seconds)
 
 
 @dataclass(slots=True)
@@ -150,15 +180,19 @@ class _ArmCounts:
     errors: np.ndarray
     negative: np.ndarray
     hist: np.ndarray
+    followup: _Censored
+    abandonment: _Censored
 
     @classmethod
-    def zeros(cls, runs: int) -> _ArmCounts:
+    def zeros(cls, runs: int, scenario: Scenario) -> _ArmCounts:
         """Counts of `runs` rollouts that have served nothing yet."""
         return cls(
             n=np.zeros(runs, dtype=np.int64),
             errors=np.zeros(runs, dtype=np.int64),
             negative=np.zeros(runs, dtype=np.int64),
             hist=np.zeros((runs, len(_EDGES) - 1), dtype=np.int64),
+            followup=_Censored.zeros(runs, 3, scenario.lag_ticks(scenario.followup_seconds)),
+            abandonment=_Censored.zeros(runs, 2, scenario.lag_ticks(scenario.abandonment_seconds)),
         )
 
     def serve(
@@ -175,11 +209,62 @@ class _ArmCounts:
         self.errors[live] += rng.binomial(served, arm.error_rate)
         self.negative[live] += rng.binomial(served, arm.negative_feedback_rate)
         self.hist[live] += rng.multinomial(served, probs)
+        reformulated = rng.binomial(served, arm.reformulation_rate)
+        handoffs = rng.binomial(reformulated, _share(arm.handoff_rate, arm.reformulation_rate))
+        abandoned = rng.binomial(served, arm.abandonment_rate)
+        self.followup.add(live, np.stack([served, reformulated, handoffs]))
+        self.abandonment.add(live, np.stack([served, abandoned]))
 
     def reset(self, run: int) -> None:
         """A new stage of rollout `run` starts from zero."""
         self.n[run] = self.errors[run] = self.negative[run] = 0
         self.hist[run] = 0
+        self.followup.reset(run)
+        self.abandonment.reset(run)
+
+
+def _share(part: float, whole: float) -> float:
+    """part / whole as a probability (0 when whole is 0)."""
+    return min(part / whole, 1.0) if whole > 0 else 0.0
+
+
+@dataclass(slots=True)
+class _Censored:
+    """Behaviour counts that become visible `lag` ticks after the answers they follow,
+    as core.behaviour only counts answers whose window has passed.
+
+    total: (fields, runs) cumulative counts of the stage; recent: the last `lag` ticks'
+    additions, not visible yet.
+    """
+
+    total: np.ndarray
+    recent: deque[np.ndarray]
+    lag: int
+
+    @classmethod
+    def zeros(cls, runs: int, fields: int, lag: int) -> _Censored:
+        """Nothing served yet."""
+        return cls(np.zeros((fields, runs), dtype=np.int64), deque(), lag)
+
+    def add(self, live: np.ndarray, counts: np.ndarray) -> None:
+        """One tick's counts (fields x live rollouts)."""
+        tick = np.zeros_like(self.total)
+        tick[:, live] = counts
+        self.total += tick
+        self.recent.append(tick)
+        while len(self.recent) > self.lag:
+            self.recent.popleft()
+
+    def visible(self, run: int) -> list[int]:
+        """The counts of rollout `run` whose window has passed, per field."""
+        hidden = sum((tick[:, run] for tick in self.recent), np.zeros(len(self.total), np.int64))
+        return [int(v) for v in self.total[:, run] - hidden]
+
+    def reset(self, run: int) -> None:
+        """A new stage of rollout `run`: its earlier answers are outside the window."""
+        self.total[:, run] = 0
+        for tick in self.recent:
+            tick[:, run] = 0
 
 
 class _Simulation:
@@ -199,7 +284,7 @@ class _Simulation:
         self.outcomes = ["undecided"] * runs
         self.ticks = [scenario.max_ticks] * runs
         self.breaches: Counter[str] = Counter()
-        self.counts = {role: _ArmCounts.zeros(runs) for role in self.arms}
+        self.counts = {role: _ArmCounts.zeros(runs, scenario) for role in self.arms}
 
     def run(self) -> SimulationResult:
         """Tick until every rollout is decided or `max_ticks` have passed."""
@@ -257,6 +342,8 @@ class _Simulation:
     ) -> ArmFigures:
         """One arm's figures of rollout `run` (`p95` NaN when it served nothing)."""
         c = self.counts[role]
+        followup_n, reformulations, handoffs = c.followup.visible(run)
+        abandonment_n, abandonments = c.abandonment.visible(run)
         return ArmFigures(
             n=int(c.n[run]),
             errors=int(c.errors[run]),
@@ -264,6 +351,11 @@ class _Simulation:
             over_limit=int(over_limit),
             over_relative=int(over_relative),
             negative_feedback=int(c.negative[run]),
+            followup_n=followup_n,
+            reformulations=reformulations,
+            handoffs=handoffs,
+            abandonment_n=abandonment_n,
+            abandonments=abandonments,
         )
 
     def _apply(self, run: int, verdict: Verdict, tick: int) -> None:
@@ -281,7 +373,14 @@ class _Simulation:
 
 
 def _default_champion() -> Arm:
-    return Arm(error_rate=0.02, negative_feedback_rate=0.10, latency_median_ms=40.0)
+    return Arm(
+        error_rate=0.02,
+        negative_feedback_rate=0.10,
+        latency_median_ms=40.0,
+        reformulation_rate=0.10,
+        handoff_rate=0.03,
+        abandonment_rate=0.20,
+    )
 
 
 def aa_scenario() -> Scenario:
@@ -295,6 +394,14 @@ def double_error_scenario() -> Scenario:
     champion = _default_champion()
     candidate = Arm(0.04, champion.negative_feedback_rate, champion.latency_median_ms)
     return Scenario("2x error rate", champion=champion, candidate=candidate)
+
+
+def double_reformulation_scenario() -> Scenario:
+    """Candidate whose answers make users reformulate twice as often (10% -> 20%), with the
+    same error rate, latency, thumbs, hand-offs and abandonment."""
+    champion = _default_champion()
+    candidate = dataclasses.replace(champion, reformulation_rate=2 * champion.reformulation_rate)
+    return Scenario("2x reformulation", champion=champion, candidate=candidate)
 
 
 def triple_latency_scenario() -> Scenario:
@@ -317,13 +424,17 @@ def write_simulated_traffic(
     span_seconds: float,
     rng: np.random.Generator,
 ) -> int:
-    """Write `requests` real traffic rows (and negative feedback) of a rollout's stage.
+    """Write `requests` real traffic rows (and feedback) of a rollout's stage, each request
+    by its own simulated user.
 
     Each request goes to the candidate with probability `rollout.percent / 100`, fails
     with the arm's error rate, gets a lognormal latency, and negative thumbs feedback
     with the arm's rate; timestamps spread evenly over [start, start + span). A failed
-    candidate request also gets its role=fallback row, as the router writes it. Used to
-    drive the real SQL analysis and reconciler in tests and the full-path simulation.
+    candidate request also gets its role=fallback row, as the router writes it. Then the
+    user behaves as the arm says: reformulates (a next query FOLLOWUP_GAP_SECONDS later,
+    classified HANDOFF_LABEL for a hand-off; that follow-up answer gets thumbs up), or
+    leaves without a word (abandonment), or else gives thumbs up. Used to drive the real
+    SQL analysis and reconciler in tests and the full-path simulation.
 
     Returns the number of traffic rows written.
 
@@ -339,13 +450,19 @@ def write_simulated_traffic(
         arm = candidate if in_candidate else champion
         ts = start + timedelta(seconds=span_seconds * i / max(requests, 1))
         request_id = f"{prefix}-{i}"
-        traffic.extend(
-            _request_rows(
-                rollout, arm, in_candidate=in_candidate, i=i, request_id=request_id, ts=ts, rng=rng
-            )
-        )
-        if rng.random() < arm.negative_feedback_rate:
-            feedback.append({"request_id": request_id, "ts": ts, "kind": "thumbs", "value": "down"})
+        rows = _request_rows(
+            rollout, arm, in_candidate=in_candidate, user=f"{prefix}-u{i}",
+            request_id=request_id, ts=ts, rng=rng,
+        )  # fmt: skip
+        traffic.extend(rows)
+        negative = rng.random() < arm.negative_feedback_rate
+        if negative:
+            feedback.append(_thumbs(request_id, ts, "down"))
+        follow = _follow_up(arm, rows[0], rng)
+        traffic.extend(follow)
+        feedback.extend(_thumbs(str(r["request_id"]), r["ts"], "up") for r in follow)
+        if not (follow or negative or _abandons(arm, rng)):
+            feedback.append(_thumbs(request_id, ts, "up"))
     with engine.begin() as conn:
         if traffic:
             conn.execute(insert(Traffic), traffic)
@@ -354,17 +471,52 @@ def write_simulated_traffic(
     return len(traffic)
 
 
+def _thumbs(request_id: str, ts: object, value: str) -> dict[str, object]:
+    """A thumbs feedback row."""
+    return {"request_id": request_id, "ts": ts, "kind": "thumbs", "value": value}
+
+
+def _follow_up(
+    arm: Arm,
+    answer: dict[str, object],
+    rng: np.random.Generator,
+) -> list[dict[str, object]]:
+    """The user's quick next query after `answer` (a reformulation, sometimes a hand-off),
+    drawn with the arm's rates: [] or one row of the same user and arm."""
+    if rng.random() >= arm.reformulation_rate:
+        return []
+    handoff = rng.random() < _share(arm.handoff_rate, arm.reformulation_rate)
+    ts = answer["ts"]
+    assert isinstance(ts, datetime)
+    return [
+        answer
+        | {
+            "request_id": f"{answer['request_id']}-again",
+            "ts": ts + timedelta(seconds=FOLLOWUP_GAP_SECONDS),
+            "output": HANDOFF_LABEL if handoff else "intent",
+            "error": None,
+        }
+    ]
+
+
+def _abandons(arm: Arm, rng: np.random.Generator) -> bool:
+    """Whether a user with no follow-up and no negative thumbs leaves without a word: drawn
+    so that the arm's abandonment rate is the share over all answers."""
+    room = (1 - arm.reformulation_rate) * (1 - arm.negative_feedback_rate)
+    return bool(rng.random() < _share(arm.abandonment_rate, room))
+
+
 def _request_rows(
     rollout: RolloutRecord,
     arm: Arm,
     *,
     in_candidate: bool,
-    i: int,
+    user: str,
     request_id: str,
     ts: datetime,
     rng: np.random.Generator,
 ) -> list[dict[str, object]]:
-    """The traffic rows of simulated request number `i`: its arm's row, and the fallback
+    """The traffic rows of one simulated request by `user`: its arm's row, and the fallback
     row the router adds when a candidate request fails. Draws the failure, then the
     latency (this order: the seeded results depend on it)."""
     failed = rng.random() < arm.error_rate
@@ -372,7 +524,7 @@ def _request_rows(
         "request_id": request_id,
         "ts": ts,
         "env": rollout.env,
-        "user_id": f"user-{i}",
+        "user_id": user,
         "rollout_id": rollout.id,
         "model_name": rollout.model_name,
         "model_version": rollout.candidate_version if in_candidate else rollout.champion_version,

@@ -139,6 +139,7 @@ def plan_rollout(
         until=max(now, rollout.stage_started_at),
         latency_limit_ms=policy.p95_max_ms,
         p95_margin=policy.p95_margin,
+        behaviour=policy.behaviour,
     )
     verdict = decide(figures, stage_index=rollout.stage_index, policy=policy)
     closed = windows.why_closed(now) if windows is not None else ""

@@ -42,6 +42,7 @@ from core.canary import CanaryPolicy
 from core.db import state_database
 from core.reporting import tick_report_markdown
 from core.tick import TickOutcome
+from models import handoff_labels
 from tasks.controller import answer_approval, reconcile
 from tasks.registry import open_registry
 from tasks.reporting import publish_markdown
@@ -89,7 +90,11 @@ def rollout_controller(
     approval_timeout_seconds defaults to CANARY_APPROVAL_TIMEOUT_SECONDS.
     """
     settings = get_settings()
-    policy = CanaryPolicy.from_settings(settings, approval_timeout_seconds=approval_timeout_seconds)
+    policy = CanaryPolicy.from_settings(
+        settings,
+        approval_timeout_seconds=approval_timeout_seconds,
+        handoff_labels=handoff_labels(),
+    )
     with state_database(settings.database_url, wait_seconds=10) as engine:
         # Extract
         registry = open_registry(settings)

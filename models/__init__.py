@@ -38,6 +38,9 @@ class ModelFamily:
     state: str | None = None
     """The kind of release state a version of this family reads when it serves (for
     example `answer_index`: core.release_state builds it), or None: it reads none."""
+    handoff_label: str | None = None
+    """The output that means the user asked for a person (the canary's hand-off rate:
+    a user's next query classified so), or None: this family declares none."""
 
     def parse_config(self, values: BaseModel | dict[str, Any] | None) -> Any:
         """A validated config of this family: the default, a dict of overrides, or as given.
@@ -74,6 +77,7 @@ INTENT_CLASSIFIER = ModelFamily(
     split=intent_classifier.split,
     fit=intent_classifier.fit,
     params_of=intent_classifier.params_of,
+    handoff_label=intent_classifier.HANDOFF_LABEL,
 )
 
 FAQ_RETRIEVER = ModelFamily(
@@ -121,4 +125,16 @@ def get_family(name: str) -> ModelFamily:
         ) from None
 
 
-__all__ = ["FAMILIES", "FAQ_RETRIEVER", "INTENT_CLASSIFIER", "ModelFamily", "get_family"]
+def handoff_labels() -> tuple[str, ...]:
+    """Every family's hand-off label (the outputs that mean "a person, please")."""
+    return tuple(sorted({f.handoff_label for f in FAMILIES.values() if f.handoff_label}))
+
+
+__all__ = [
+    "FAMILIES",
+    "FAQ_RETRIEVER",
+    "INTENT_CLASSIFIER",
+    "ModelFamily",
+    "get_family",
+    "handoff_labels",
+]

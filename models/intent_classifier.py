@@ -50,6 +50,10 @@ INTENT_LABELS: tuple[str, ...] = (
     "talk_to_agent",
 )
 
+#: The intent of a user who asks for a person: after an answer, a sign that it did not help
+#: (the canary's hand-off rate, core.analysis).
+HANDOFF_LABEL = "talk_to_agent"
+
 #: Fixed inputs whose predictions are recorded at registration and re-checked by
 #: core.compat under every new image. Never edit an entry: add new ones at the end
 #: only if you accept that older versions' golden digests stop being comparable.

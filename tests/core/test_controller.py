@@ -127,7 +127,11 @@ def test_reconcile_good_candidate_walks_every_stage_then_promotes(
         "negative_feedback",
         "p95_limit",
         "p95_vs_champion",
+        "reformulation",
+        "handoff",
+        "abandonment",
     }
+    assert first_advance["figures"]["candidate"]["abandonment_rate"] == 0.0
 
 
 def test_reconcile_erroring_candidate_rolled_back_with_evidence(
@@ -151,6 +155,34 @@ def test_reconcile_erroring_candidate_rolled_back_with_evidence(
     release = ledger.current_release(engine, "dev")
     assert release is not None
     assert release.model_versions == {MODEL: "1"}
+
+
+def test_reconcile_rolls_back_a_candidate_whose_users_ask_again(
+    engine: Engine, policy: CanaryPolicy
+) -> None:
+    """Same errors, latency and thumbs; but users of the candidate reformulate and ask for a
+    person far more often: the behaviour gates, read in SQL from the rows, roll it back."""
+    policy = dataclasses.replace(policy, stages=(50.0, 100.0), handoff_labels=("talk_to_agent",))
+    rollout = _start(engine, policy)
+    champion = dataclasses.replace(GOOD, reformulation_rate=0.05, handoff_rate=0.01)
+    confusing = dataclasses.replace(GOOD, reformulation_rate=0.30, handoff_rate=0.15)
+    write_simulated_traffic(
+        engine, rollout, champion=champion, candidate=confusing, requests=6_000,
+        start=rollout.stage_started_at, span_seconds=600, rng=np.random.default_rng(5),
+    )  # fmt: skip
+
+    outcomes = reconcile(engine, policy, now=_later(rollout), **VERSIONS)
+
+    assert [o.outcome for o in outcomes] == ["rolled_back"]
+    evidence = ledger.rollout_events(engine, rollout.id)[-1].figures
+    assert evidence is not None
+    tests = evidence["verdict"]["tests"]
+    assert tests["reformulation"]["reject"]
+    assert tests["handoff"]["reject"]
+    assert not tests["error_rate"]["reject"]
+    assert not tests["negative_feedback"]["reject"]
+    candidate, champ = evidence["figures"]["candidate"], evidence["figures"]["champion"]
+    assert candidate["reformulation_rate"] > 3 * champ["reformulation_rate"]
 
 
 def test_reconcile_before_bake_time_holds_without_events(
