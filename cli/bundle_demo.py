@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from rich.console import Console
 
 from config import Settings
@@ -48,30 +47,9 @@ class BundleStory:
     probes: list[tuple[str, str]] = field(default_factory=list)
 
     def _answer_users(self, settings: Settings, requests: int) -> dict[str, int]:
-        """Simulated users ask /answer; thumbs up when an answer has their intent."""
-        lc = self.lifecycle
-        client = lc._router(settings)
-        rng = np.random.default_rng(lc.seed + lc.served)
-        roles: dict[str, int] = {}
-        for _ in range(requests):
-            i = int(rng.integers(len(lc.texts)))
-            user = f"user-{int(rng.integers(2_000))}"
-            response = client.post("/answer", json={"text": lc.texts[i], "user_id": user})
-            response.raise_for_status()
-            body = response.json()
-            role = body["served"][RETRIEVER]["role"]
-            roles[role] = roles.get(role, 0) + 1
-            if rng.random() < 0.3:
-                liked = any(a["intent"] == lc.intents[i] for a in body["answers"])
-                feedback = {
-                    "request_id": body["request_id"],
-                    "kind": "thumbs",
-                    "value": "up" if liked else "down",
-                }
-                client.post("/feedback", json=feedback).raise_for_status()
-        lc.served += requests
-        lc.service.writer.flush()
-        return roles
+        """The lifecycle's simulated users, asking /answer: an answer of their intent among
+        those shown is what they asked for."""
+        return self.lifecycle._users(settings, requests, endpoint="answer")
 
     def _probe_answers(self, settings: Settings) -> list[tuple[str, ...]]:
         client = self.lifecycle._router(settings)

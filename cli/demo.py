@@ -104,6 +104,7 @@ STEPS: list[tuple[str, Callable[[Settings, Console], None]]] = [
     ("faulty candidate rolled back", LIFECYCLE.step_faulty),
     ("embedder upgrade as a bundle", BUNDLE.step_embedder_upgrade),
     ("instant rollback to the previous answers", BUNDLE.step_instant_rollback),
+    ("a stale candidate: users ask again", LIFECYCLE.step_confusing),
     ("summary and plots", LIFECYCLE.step_summary),
 ]
 

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,30 @@ DEMO_OVERRIDES: dict[str, str] = {
     "SHADOW_BATCH_SIZE": "200",
     "ROUTER_POLL_SECONDS": "0.2",
     "TRAFFIC_FLUSH_SECONDS": "0.1",
+    # simulated users react within milliseconds: follow-up and abandonment windows in seconds
+    "CANARY_FOLLOWUP_SECONDS": "1",
+    "CANARY_ABANDONMENT_SECONDS": "2",
 }
 PREFECT_QUIET: dict[str, str] = {
     "PREFECT_LOGGING_LEVEL": "WARNING",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
-MAX_TICKS_PER_STAGE = 6
+MAX_TICKS_PER_STAGE = 10
+HANDOFF = "talk_to_agent"
+ANSWER_LEAD = "faq-retriever"  # whose role an /answer request is counted under
+# The simulated users talk as users did over the last month (phrasing drifts: create_data.py)
+USER_DAYS = 30
+# The stale candidate of the behaviour story: v1's configuration on data this old.
+STALE_DAYS = 120
+STALE_USERS = 600  # users per controller tick in that story
+STALE_CONFIG: dict[str, Any] = {"training_window_days": None, "word_ngram_max": 1}
+# How a simulated user reacts to a right (True) or wrong (False) answer: thumbs (with a
+# label half the time), leave without a word, ask again (rephrased), ask for an agent.
+USER_REACTIONS: dict[bool, dict[str, float]] = {
+    True: {"thumbs_up": 0.60, "leave": 0.36, "again": 0.03, "agent": 0.01},
+    False: {"thumbs_down": 0.10, "leave": 0.10, "again": 0.55, "agent": 0.25},
+}
 Users = Callable[[Settings, int], dict[str, int]]
 """Simulated users: (settings, requests) -> requests served per role."""
 
@@ -148,37 +166,76 @@ class Lifecycle:
             self.service = app.state.service
             if not self.service.wait_ready(timeout=60):
                 raise RuntimeError("the router did not load the champion within 60 s")
-            users = generate_queries(3_000, seed=self.seed)
+            users = generate_queries(3_000, seed=self.seed, days=USER_DAYS)
             self.texts = users["text"].tolist()
             self.intents = users["intent"].tolist()
         return self.client
 
-    def _users(self, settings: Settings, requests: int) -> dict[str, int]:
-        """Simulated users: predict, then thumbs (down when wrong) and sometimes a label."""
+    def _users(
+        self, settings: Settings, requests: int, endpoint: str = "predict"
+    ) -> dict[str, int]:
+        """`requests` simulated users, each with a short session through the router's
+        `endpoint` (predict or answer): they ask, then react to the answer as users do
+        (`USER_REACTIONS`): a wrong one makes them ask again or ask for an agent more
+        often. Returns requests served per role (the retriever's role for /answer)."""
         client = self._router(settings)
         rng = np.random.default_rng(self.seed + self.served)
         roles: dict[str, int] = {}
-        for _ in range(requests):
-            i = int(rng.integers(len(self.texts)))
-            user = f"user-{int(rng.integers(2_000))}"
-            answer = client.post("/predict", json={"text": self.texts[i], "user_id": user})
-            answer.raise_for_status()
-            body = answer.json()
-            roles[body["role"]] = roles.get(body["role"], 0) + 1
-            if rng.random() < 0.3:
-                thumbs = "up" if body["intent"] == self.intents[i] else "down"
-                feedback = {"request_id": body["request_id"], "kind": "thumbs", "value": thumbs}
-                client.post("/feedback", json=feedback).raise_for_status()
-            if rng.random() < 0.3:
-                label = {
-                    "request_id": body["request_id"],
-                    "kind": "label",
-                    "value": self.intents[i],
-                }
-                client.post("/feedback", json=label).raise_for_status()
+        for k in range(requests):
+            self._session(client, rng, f"user-{self.served + k}", roles, endpoint)
         self.served += requests
         self.service.writer.flush()
         return roles
+
+    def _ask(self, client: Any, endpoint: str, i: int, user: str) -> tuple[str, str, bool]:
+        """Query `i` as `user`: (request id, role, whether the user got what they asked:
+        the intent from /predict; an answer of that intent from /answer)."""
+        response = client.post(f"/{endpoint}", json={"text": self.texts[i], "user_id": user})
+        response.raise_for_status()
+        body = response.json()
+        if endpoint == "answer":
+            right = any(a["intent"] == self.intents[i] for a in body["answers"])
+            return body["request_id"], body["served"][ANSWER_LEAD]["role"], right
+        return body["request_id"], body["role"], body["intent"] == self.intents[i]
+
+    def _session(
+        self,
+        client: Any,
+        rng: np.random.Generator,
+        user: str,
+        roles: dict[str, int],
+        endpoint: str,
+    ) -> None:
+        """One user: a query, a reaction; a follow-up query gets its own reaction (after
+        which the user stops asking)."""
+        i = int(rng.integers(len(self.texts)))
+        for follow_up in (False, True):
+            request_id, role, right = self._ask(client, endpoint, i, user)
+            roles[role] = roles.get(role, 0) + 1
+            weights = USER_REACTIONS[right]
+            reaction = str(rng.choice(list(weights), p=list(weights.values())))
+            if reaction in ("again", "agent") and not follow_up:
+                i = self._next_query(rng, self.intents[i] if reaction == "again" else HANDOFF)
+                continue
+            if reaction.startswith("thumbs"):
+                self._feedback(client, rng, request_id, reaction, self.intents[i])
+            return
+
+    def _next_query(self, rng: np.random.Generator, intent: str) -> int:
+        """Another query of `intent` (the user rephrases, or asks for a person)."""
+        same = [j for j, known in enumerate(self.intents) if known == intent]
+        return int(rng.choice(same)) if same else int(rng.integers(len(self.texts)))
+
+    @staticmethod
+    def _feedback(
+        client: Any, rng: np.random.Generator, request_id: str, reaction: str, intent: str
+    ) -> None:
+        """Thumbs up/down, and half the time the true intent as a label."""
+        thumbs = {"request_id": request_id, "kind": "thumbs", "value": reaction.split("_")[1]}
+        client.post("/feedback", json=thumbs).raise_for_status()
+        if rng.random() < 0.5:
+            label = {"request_id": request_id, "kind": "label", "value": intent}
+            client.post("/feedback", json=label).raise_for_status()
 
     def _use_env(self, env: str) -> Settings:
         """Switch the demo to `env` (its own router, aliases and releases); new Settings."""
@@ -197,6 +254,7 @@ class Lifecycle:
         self, settings: Settings, console: Console, rollout_id: int, users: Users | None = None
     ) -> str:
         """Users (default: /predict ones) + controller ticks until the rollout ends."""
+        from cli.tables import gate_summary
         from core import ledger
         from flows.rollout_controller import rollout_controller
 
@@ -222,6 +280,9 @@ class Lifecycle:
                             f"[dim]({served:.1f} s)[/dim] -> tick [dim]({ticked:.1f} s)[/dim]: "
                             f"[bold]{outcome.outcome}[/bold]  [dim]{outcome.detail[:70]}[/dim]"
                         )
+                        if outcome.outcome in ("advanced", "promoted", "rolled_back"):
+                            last = ledger.last_figures(engine, [rollout_id]).get(rollout_id)
+                            console.print(f"         [dim]{gate_summary(last)}[/dim]")
             return ledger.get_rollout(engine, rollout_id).status
         finally:
             engine.dispose()
@@ -241,7 +302,10 @@ class Lifecycle:
     def step_users(self, settings: Settings, console: Console) -> None:
         """Simulated users through the router in process, with thumbs and labels."""
         roles = self._users(settings, 600)
-        console.print(f"600 requests served: {_roles(roles)}; feedback on ~30% (thumbs, labels)")
+        console.print(
+            f"600 users, {sum(roles.values())} requests served: {_roles(roles)}; users react "
+            "to wrong intents: they ask again, ask for an agent, thumbs down or leave"
+        )
 
     def step_image_bump(self, settings: Settings, console: Console) -> None:  # noqa: ARG002 (a demo step's signature)
         """A new runtime image: judge the champion under it, retrain, open a candidate."""
@@ -327,6 +391,41 @@ class Lifecycle:
         self.rollouts.append(rollout.id)
         self._sync_router()
         status = self._drive_canary(settings, console, rollout.id)
+        console.print(f"rollout #{rollout.id}: [bold]{status}[/bold]")
+
+    def step_confusing(self, settings: Settings, console: Console) -> None:
+        """A stale candidate: trained on data from before users' phrasing changed. It never
+        fails and is as fast; its users ask again and ask for an agent: the behaviour
+        gates (reformulation, hand-off) roll it back."""
+        from core import ledger
+        from core.db import utcnow
+        from flows.train import train
+
+        info = train(
+            model_name=MODEL,
+            config=STALE_CONFIG,
+            data_until=utcnow() - timedelta(days=STALE_DAYS),
+        )
+        console.print(
+            f"trained stale v{info.version}: v1's configuration, data older than {STALE_DAYS} days"
+        )
+        engine = _engine(settings)
+        rollout = ledger.start_rollout(
+            engine,
+            env=settings.ENVIRONMENT,
+            model_name=MODEL,
+            candidate_version=info.version,
+            stages=[50.0, 100.0],
+            actor="demo-operator",
+            reason="half the users at once: a stale model that never fails",
+        )
+        engine.dispose()
+        self.rollouts.append(rollout.id)
+        self._sync_router()
+        # enough users per tick for the evidence to build within a few ticks
+        status = self._drive_canary(
+            settings, console, rollout.id, users=lambda s, _: self._users(s, STALE_USERS)
+        )
         console.print(f"rollout #{rollout.id}: [bold]{status}[/bold]")
 
     def step_summary(self, settings: Settings, console: Console) -> None:

@@ -49,6 +49,44 @@ def format_figures(event: EventRecord | None, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+# (label, figure of each arm, how it is shown) in a controller event's gate summary
+_ARM_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("n", "n", "{:d}"),
+    ("err", "error_rate", "{:.1%}"),
+    ("p95", "p95_ms", "{:.3g} ms"),
+    ("thumbs-down", "negative_feedback_rate", "{:.1%}"),
+    ("reform", "reformulation_rate", "{:.1%}"),
+    ("hand-off", "handoff_rate", "{:.1%}"),
+    ("abandon", "abandonment_rate", "{:.1%}"),
+)
+
+
+def _arm_value(arm: Mapping[str, Any], key: str, shown: str) -> str:
+    value = arm.get(key)
+    return "-" if value is None else shown.format(value)
+
+
+def gate_summary(event: EventRecord | None) -> str:
+    """A controller event's figures as an operator reads them: `kind: figure cand/champ`
+    for every gate figure (user behaviour included), then the breaches; other events'
+    figures as `format_figures` shows them."""
+    figures = (event.figures or {}) if event is not None else {}
+    arms, verdict = figures.get("figures"), figures.get("verdict")
+    if event is None or not isinstance(arms, Mapping) or not isinstance(verdict, Mapping):
+        return format_figures(event)
+    cand, champ = arms.get("candidate", {}), arms.get("champion", {})
+    parts = [
+        f"{label} {_arm_value(cand, key, shown)}/{_arm_value(champ, key, shown)}"
+        for label, key, shown in _ARM_FIGURES
+    ]
+    breaches = [name for name, test in verdict.get("tests", {}).items() if test.get("reject")]
+    return (
+        f"{event.kind} (candidate/champion): "
+        + ", ".join(parts)
+        + f"; breaches: {', '.join(breaches) or 'none'}"
+    )
+
+
 def stage_text(rollout: RolloutRecord) -> str:
     """`shadow` for a shadow rollout (stage -1), else the canary stage index."""
     return "shadow" if rollout.stage_index < 0 else str(rollout.stage_index)
@@ -153,7 +191,7 @@ def status_table(
                 (release.tag if release else "-") if i == 0 else "",
                 where if i == 0 else "",
                 *_model_row(name, release, r, stateful),
-                format_figures(figures.get(r.id)) if r else "-",
+                gate_summary(figures.get(r.id)) if r else "-",
             )
     return table
 

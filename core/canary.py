@@ -163,9 +163,17 @@ def _behaviour_excess(figures: StageFigures, metric: str) -> float | None:
     return c_events / c_n - h_events / h_n if c_n and h_n else None
 
 
-def sequential_tests(figures: StageFigures, policy: CanaryPolicy) -> dict[str, SequentialResult]:
+def sequential_tests(
+    figures: StageFigures, policy: CanaryPolicy, *, full: bool = False
+) -> dict[str, SequentialResult]:
     """Run the always-valid breach tests (TESTS_PER_STAGE) on one stage's figures; a test
-    whose figures are not there yet (an arm with no followed answers) is not run."""
+    whose figures are not there yet (an arm with no followed answers) is not run.
+
+    p95_vs_champion takes the champion's p95 as known, so it runs only where the champion
+    served alongside at least min_samples requests: not on a `full` (100%) stage, whose
+    champion rows are the few the routers served before they polled the new percent
+    (bench/aa_serving.py found identical candidates rolled back there by this test).
+    """
     champ, cand = figures.champion, figures.candidate
     alpha = policy.test_alpha
     tests: dict[str, SequentialResult] = {}
@@ -191,7 +199,8 @@ def sequential_tests(figures: StageFigures, policy: CanaryPolicy) -> dict[str, S
         tests["p95_limit"] = proportion_above(
             cand.over_limit, cand.n, p0=P95_TAIL, alpha=alpha, tau=TAU_TAIL
         )
-        if figures.relative_threshold_ms is not None:
+        known = not full and champ.n >= policy.min_samples
+        if figures.relative_threshold_ms is not None and known:
             tests["p95_vs_champion"] = proportion_above(
                 cand.over_relative, cand.n, p0=P95_TAIL, alpha=alpha, tau=TAU_TAIL
             )
@@ -214,6 +223,15 @@ def advance_gate(figures: StageFigures, *, stage_index: int, policy: CanaryPolic
         champion_p95 = champ.p95_ms
         checks += [
             GateCheck("champion_samples", champ.n, ">=", policy.min_samples, True),
+            # what users did next is only known once the follow-up window has passed: a
+            # stage shorter than that must not move on blind to it
+            GateCheck(
+                "followed_answers",
+                min(champ.followup_n, cand.followup_n),
+                ">=",
+                policy.min_samples,
+                True,
+            ),
             GateCheck(
                 "error_rate_excess",
                 cand.error_rate - champ.error_rate if champ.n and cand.n else None,
@@ -253,7 +271,7 @@ def decide(figures: StageFigures, *, stage_index: int, policy: CanaryPolicy) -> 
     """
     if not 0 <= stage_index < len(policy.stages):
         raise ValueError(f"stage index {stage_index} outside 0..{len(policy.stages) - 1}")
-    tests = sequential_tests(figures, policy)
+    tests = sequential_tests(figures, policy, full=policy.stages[stage_index] >= 100.0)
     gate = advance_gate(figures, stage_index=stage_index, policy=policy)
     breaches = [name for name, result in tests.items() if result.reject]
     if breaches:

@@ -463,3 +463,25 @@ def test_with_answers_replaces_only_answered_rollouts_in_order() -> None:
 
     assert with_answers(others, [answered]) == [others[0], answered, others[2]]
     assert approval_requests(others) == []
+
+
+def test_status_shows_the_behaviour_figures_of_the_last_tick(
+    engine: Engine, policy: CanaryPolicy
+) -> None:
+    from rich.console import Console
+
+    from cli.tables import status_table
+
+    rollout = _start(engine, policy)
+    _feed(engine, rollout.id, BETTER, 6_000, seed=3)
+    assert [o.outcome for o in reconcile(engine, policy, now=_later(rollout), **VERSIONS)] == [
+        "advanced"
+    ]
+
+    console = Console(width=400, record=True)
+    console.print(status_table(engine, envs=("dev",)))
+    text = console.export_text()
+    assert "advance (candidate/champion):" in text
+    assert "reform 0.0%/0.0%" in text
+    assert "abandon 0.0%/0.0%" in text
+    assert "breaches: none" in text

@@ -35,7 +35,8 @@ CONTROLLER_SCRIPT = textwrap.dedent(
 
     url, stop_at, ticks = sys.argv[1], sys.argv[2], int(sys.argv[3])
     policy = dataclasses.replace(
-        CanaryPolicy.from_settings(load_settings()), bake_seconds=0.0, min_samples=50
+        CanaryPolicy.from_settings(load_settings()), bake_seconds=0.0, min_samples=50,
+        followup_seconds=0.01, abandonment_seconds=0.01,
     )
     engine = make_engine(url)
 

@@ -50,6 +50,9 @@ def state_db(state_db: Engine, monkeypatch: pytest.MonkeyPatch, registered: Path
     monkeypatch.setenv("MLFLOW_EXPERIMENT", "tests")
     monkeypatch.setenv("CANARY_BAKE_SECONDS", "0")
     monkeypatch.setenv("CANARY_MIN_SAMPLES", "50")
+    # the traffic below is written just now: its follow-up windows must have passed
+    monkeypatch.setenv("CANARY_FOLLOWUP_SECONDS", "0.01")
+    monkeypatch.setenv("CANARY_ABANDONMENT_SECONDS", "0.01")
     get_settings.cache_clear()
     make_release(
         state_db, env="dev", models={MODEL: "1"}, digests={MODEL: None}, code_version="1",
