@@ -649,6 +649,9 @@ def print_summary(s: Summary) -> None:
     """The count and rate of false rollbacks vs alpha, and the p95 ratio lines."""
     print(f"twins answer the same intent on {s.twin_agreement:.1%} of the users' texts")
     for connections, ratio in s.median_ratio.items():
+        runs = [r.p95_ratio for r in s.results if r.connections == connections]
+        listed = ", ".join("n/a" if x is None else f"{x:.2f}" for x in runs)
+        print(f"per-run p95 ratios candidate/champion at {connections} connection(s): {listed}")
         print(
             f"p95 ratio candidate/champion at {connections} connection(s) (median of runs): "
             f"{ratio:.2f}x (identical twins: 1.00x expected)"
