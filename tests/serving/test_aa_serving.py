@@ -53,7 +53,6 @@ def test_a_a_canaries_through_sml_serve_are_decided_by_the_controller_without_la
     for run in summary.results:
         assert run.outcome in ("promoted", "rolled_back"), run_line(run)
         assert run.decided_by == CONTROLLER_ACTOR
-        assert run.requests > SHORT.min_samples * 10  # the 10% stage needed that many
         assert run.failed_requests == 0
         assert run.users < run.requests  # users come back: not one id per request
         judged = [stage.percent for stage in run.stages]
@@ -61,6 +60,7 @@ def test_a_a_canaries_through_sml_serve_are_decided_by_the_controller_without_la
         assert not LATENCY_GATES & set(run.breaches), run_line(run)
         if run.outcome == "promoted":
             assert judged == [10.0, 50.0, 100.0]
+            assert run.requests > SHORT.min_samples * 10  # the 10% stage needed that many
     rolled_back = sum(r.outcome == "rolled_back" for r in summary.results)
     assert summary.decided == 2
     assert summary.false_rollbacks == rolled_back
