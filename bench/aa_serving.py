@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from config import Settings
     from core.canary import CanaryPolicy
     from core.registry import ModelRegistry
+    from core.tick import TickOutcome
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "intent-classifier"
@@ -251,6 +252,7 @@ class LoadCounts:
 
     requests: int = 0
     failed: int = 0
+    """Requests (queries or thumbs) not answered 200/202."""
     feedback: int = 0
     users: int = 0
 
@@ -270,8 +272,9 @@ async def _client(
         thumbs = pool.answered(user, body["intent"], time.monotonic())
         if thumbs is not None:
             feedback = {"request_id": body["request_id"], "kind": "thumbs", "value": thumbs}
-            await http.post("/feedback", json=feedback)
+            sent = await http.post("/feedback", json=feedback)
             counts.feedback += 1
+            counts.failed += sent.status_code != 202
 
 
 async def closed_loop(
@@ -501,7 +504,7 @@ async def wait_serving(urls: Sequence[str], rollout_id: int, timeout: float = 60
             await asyncio.sleep(0.1)
 
 
-def tick(bench: Bench) -> list[Any]:
+def tick(bench: Bench) -> list[TickOutcome]:
     """One tick of the real controller over the env's active rollouts (the flow's call)."""
     from core.controller import reconcile
     from models import stateful_models
