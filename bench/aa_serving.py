@@ -76,8 +76,9 @@ LATENCY_GATES = frozenset({"p95_limit", "p95_vs_champion"})
 class Behaviour:
     """What a simulated user does after an answer (identical on both arms)."""
 
-    think_seconds: tuple[float, float] = (2.0, 10.0)
-    """Reading time before the same user's next query (uniform)."""
+    think_seconds: tuple[float, float] = (0.5, 3.0)
+    """Reading time before the same user's next query (uniform; within the controller's
+    follow-up window, so a next query counts as a reformulation)."""
     reformulate_if_wrong: float = 0.6
     agent_if_wrong: float = 0.2
     again_if_right: float = 0.5
@@ -96,6 +97,10 @@ class AAConfig:
     bake_seconds: float = 3.0
     min_samples: int = 100
     tick_seconds: float = 0.5
+    followup_seconds: float = 4.0
+    """CANARY_FOLLOWUP_SECONDS: users react within seconds here, not minutes."""
+    abandonment_seconds: float = 6.0
+    """CANARY_ABANDONMENT_SECONDS."""
     run_timeout_seconds: float = 180.0
     training_rows: int = 3_000
     seed: int = 7
@@ -318,8 +323,9 @@ def router_env(workdir: Path, database_url: str) -> dict[str, str]:
 
 
 def controller_settings(env: Mapping[str, str], config: AAConfig) -> Settings:
-    """The controller's Settings: the routers' plus short stages (bake, samples) and no
-    deploy windows; alpha, margins and limits as configured."""
+    """The controller's Settings: the routers' plus short stages (bake, samples, the users'
+    follow-up and abandonment windows) and no deploy windows; alpha, margins and limits as
+    configured."""
     from config import Settings, load_settings
 
     shared = {k: v for k, v in env.items() if k in Settings.model_fields}
@@ -328,6 +334,8 @@ def controller_settings(env: Mapping[str, str], config: AAConfig) -> Settings:
         CANARY_STAGES=list(config.stages),
         CANARY_BAKE_SECONDS=config.bake_seconds,
         CANARY_MIN_SAMPLES=config.min_samples,
+        CANARY_FOLLOWUP_SECONDS=config.followup_seconds,
+        CANARY_ABANDONMENT_SECONDS=config.abandonment_seconds,
         CANARY_REQUIRE_APPROVAL=False,
         DEPLOY_WINDOWS="",
     )

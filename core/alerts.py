@@ -4,8 +4,9 @@ Every ledger event of a rollout (start, advance, set_stage, pause, resume, abort
 rollback, promote, held_deploy_window, state_not_ready, approval_*) becomes one Prefect
 event `stateful-ml.rollout.<kind>` about the resource `stateful-ml.rollout.<id>`, with the
 models, their champion and candidate versions and the environment as related resources
-and the event's figures as payload (docs/alerts.md). Rollbacks and promotions also go to
-the optional webhook (ALERT_WEBHOOK_URL, core.notify).
+and the event's figures as payload (docs/alerts.md). A whole-environment rollback is
+`stateful-ml.release.rollback` (`env_rollback_alert`). Rollbacks and promotions also go
+to the optional webhook (ALERT_WEBHOOK_URL, core.notify).
 
 The core decides what to announce; the task layer (tasks/controller.py) emits it after the
 ledger committed, so the ledger never imports Prefect. `marks` + `events_since` find the
@@ -21,9 +22,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from core import ledger
-from core.ledger import EventRecord, RolloutRecord
+from core.ledger import EventRecord, ReleaseRecord, RolloutRecord
 
 EVENT_PREFIX = "stateful-ml.rollout"
+RELEASE_PREFIX = "stateful-ml.release"
 WEBHOOK_KINDS = frozenset({"rollback", "promote"})
 """The transitions that page someone through the webhook."""
 
@@ -108,6 +110,35 @@ def _resource(rid: str, role: str, name: str) -> dict[str, str]:
         "prefect.resource.role": role,
         "prefect.resource.name": name,
     }
+
+
+def env_rollback_alert(release: ReleaseRecord) -> Alert:
+    """The Prefect event announcing a whole-environment rollback (`sml rollback --env`,
+    the `rollback` flow): `stateful-ml.release.rollback` about the environment, with the
+    release it rolled back to as payload. It pages like a rollout's rollback."""
+    resource = {
+        "prefect.resource.id": f"{RELEASE_PREFIX}.{release.env}",
+        "prefect.resource.name": f"release of {release.env}",
+        "stateful-ml.env": release.env,
+        "stateful-ml.status": "rolled_back",
+    }
+    related = [_resource(f"stateful-ml.environment.{release.env}", "environment", release.env)]
+    related += [
+        _resource(f"stateful-ml.model.{name}.version.{version}", "champion", f"{name} v{version}")
+        for name, version in sorted(release.model_versions.items())
+    ]
+    payload = {
+        "release_id": release.id,
+        "tag": release.tag,
+        "env": release.env,
+        "ts": release.created_at.isoformat(),
+        "actor": release.actor,
+        "reason": release.reason,
+        "model_versions": release.model_versions,
+        "image_version": release.image_version,
+        "forced": release.forced,
+    }
+    return Alert("rollback", f"{RELEASE_PREFIX}.rollback", resource, related, payload)
 
 
 def marks(engine: Engine, env: str | None = None) -> dict[int, int]:

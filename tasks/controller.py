@@ -42,10 +42,19 @@ def announce(engine: Engine, seqs: Mapping[int, int], webhook: str | None) -> li
         log.exception("rollout alerts: could not read the new events")
         return []
     for alert in found:
-        emit_event(**alert.emit_kwargs())
-        if alert.pages and webhook:
-            post_in_background(webhook, alert.webhook_body())
+        send(alert, webhook)
     return found
+
+
+def send(alert: alerts.Alert, webhook: str | None) -> None:
+    """Emit `alert` as a Prefect event; POST it to `webhook` (if any, and if it pages)
+    without waiting. Never raises: a lost notification is logged."""
+    try:
+        emit_event(**alert.emit_kwargs())
+    except Exception:
+        log.exception("alert %s: could not emit the Prefect event", alert.event)
+    if alert.pages and webhook:
+        post_in_background(webhook, alert.webhook_body())
 
 
 def webhook_url(settings: Settings) -> str | None:

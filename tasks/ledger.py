@@ -11,13 +11,13 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from sqlalchemy import Engine
 
-from config import Settings
-from core import manual_actions
+from config import Settings, get_settings
+from core import alerts, manual_actions
 from core.ledger import AliasRegistry, ReleaseRecord, RolloutRecord
 from core.manual_actions import RollbackRequest, RolloutActionRequest
 from core.registry import ModelRegistry
 from models import stateful_models
-from tasks.controller import announce, webhook_url
+from tasks.controller import announce, send, webhook_url
 from tasks.policies import IO_TASK
 
 
@@ -50,7 +50,10 @@ def apply_rollout_action(
 def rollback_env(
     engine: Engine, registry: ModelRegistry, request: RollbackRequest, image_version: str
 ) -> ReleaseRecord:
-    """`core.manual_actions.rollback_env` (refused when the target is judged broken)."""
-    return manual_actions.rollback_env(
+    """`core.manual_actions.rollback_env` (refused when the target is judged broken); the
+    rollback is announced (`stateful-ml.release.rollback`, and the webhook if set)."""
+    release = manual_actions.rollback_env(
         engine, request, registry=registry, image_version=image_version, stateful=stateful_models()
     )
+    send(alerts.env_rollback_alert(release), webhook_url(get_settings()))
+    return release

@@ -3,6 +3,7 @@ reason, `force` recorded. Real Prefect harness, real MLflow store, real core.com
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from config import get_settings, load_settings
 from core.ledger import current_release, record_release, releases_history
 from core.registry import ModelRegistry
 from flows.rollback import RollbackRequest, rollback
+from tests.core.test_alerts import Receiver
 from tests.custom_class_models import (
     CUSTOM_MODEL,
     image_code_fixture,  # noqa: F401 (the image_code fixture)
@@ -58,6 +60,8 @@ def test_rollback_flow_refuses_unloadable_target_then_forced(
     # MLflow's fluent API unsets MLFLOW_TRACKING_URI on exit; restore the test's store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.tracking_uri)
     monkeypatch.setenv("IMAGE_VERSION", "img-2")
+    hook = Receiver()
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", hook.url)
     get_settings.cache_clear()
     remove_class(folder, module)
 
@@ -79,3 +83,12 @@ def test_rollback_flow_refuses_unloadable_target_then_forced(
         "v2 misroutes refunds"
         in registry.get_version(CUSTOM_MODEL, v2.version).tags["rolled_back_reason"]
     )
+    # the refused rollback paged nobody; the forced one pages exactly once
+    assert hook.arrived.wait(10)
+    time.sleep(0.5)
+    hook.close()
+    [body] = hook.bodies
+    assert body["event"] == "stateful-ml.release.rollback"
+    assert body["resource"]["stateful-ml.env"] == "dev"
+    assert body["payload"]["model_versions"] == {CUSTOM_MODEL: v1.version}
+    assert body["payload"]["forced"] is True

@@ -36,6 +36,8 @@ SHORT = AAConfig(
     bake_seconds=1.0,
     min_samples=30,
     tick_seconds=0.5,
+    followup_seconds=2.0,
+    abandonment_seconds=3.0,
     run_timeout_seconds=60.0,
     training_rows=1_500,
 )
