@@ -70,7 +70,9 @@ def test_demo_lifecycle_final_state_exact(db_url: str, monkeypatch: pytest.Monke
         assert prd[2].artifact_digests == stg[2].artifact_digests
         assert ledger.releases_history(engine, "dev", 10) == []
 
-        good, faulty, bundle = sorted(ledger.list_rollouts(engine, "stg"), key=lambda r: r.id)
+        good, faulty, bundle, stale = sorted(
+            ledger.list_rollouts(engine, "stg"), key=lambda r: r.id
+        )
         assert (bundle.model_name, bundle.champion_version, bundle.candidate_version) == (
             RETRIEVER,
             "1",
@@ -128,11 +130,28 @@ def test_demo_lifecycle_final_state_exact(db_url: str, monkeypatch: pytest.Monke
         assert events[-1].actor == "rollout-controller"
         assert events[-1].figures is not None
         assert events[-1].figures["verdict"]["tests"]["error_rate"]["reject"] is True
+        # the stale candidate never fails and is as fast: its users' behaviour rolls it back
+        assert (stale.candidate_version, stale.champion_version, stale.status) == (
+            "5",
+            "2",
+            "rolled_back",
+        )
+        events = ledger.rollout_events(engine, stale.id)
+        assert [e.kind for e in events] == ["start", "rollback"]
+        assert events[-1].figures is not None
+        tests = events[-1].figures["verdict"]["tests"]
+        assert {name for name, test in tests.items() if test["reject"]} <= {
+            "reformulation",
+            "handoff",
+        }
+        assert tests["error_rate"]["reject"] is False
+        arms = events[-1].figures["figures"]
+        assert arms["candidate"]["reformulation_rate"] > arms["champion"]["reformulation_rate"]
         assert ledger.active_rollouts(engine) == []
     finally:
         engine.dispose()
 
     reports = settings.reports_dir
-    for rollout_id in (1, 2, 3, 4):
+    for rollout_id in (1, 2, 3, 4, 5):
         assert (reports / f"rollout-{rollout_id}-stages.png").stat().st_size > 0
     assert (reports / f"shadow-{MODEL}-v2" / "shadow-latency.png").exists()
