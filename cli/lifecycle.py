@@ -50,6 +50,11 @@ DEMO_OVERRIDES: dict[str, str] = {
     "SHADOW_WINDOW_HOURS": "1",
     "SHADOW_SAMPLE_SIZE": "600",
     "SHADOW_BATCH_SIZE": "200",
+    # the pre-canary load test: one short round (2 s per phase and model, not 2 x 5 s);
+    # p95 of ~100 requests at ms scale on a busy laptop: a 50% margin is noise (as above)
+    "LOADTEST_PHASE_SECONDS": "2",
+    "LOADTEST_ROUNDS": "1",
+    "LOADTEST_P95_MARGIN": "2",
     "ROUTER_POLL_SECONDS": "0.2",
     "TRAFFIC_FLUSH_SECONDS": "0.1",
 }

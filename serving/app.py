@@ -29,7 +29,7 @@ def stateful_models() -> frozenset[str]:
     return frozenset(f.name for f in FAMILIES.values() if f.state)
 
 
-def create_app(
+def create_app(  # noqa: PLR0913 (each is an independent part of the router)
     settings: Settings | None = None,
     *,
     model_source: ModelSource | None = None,
@@ -39,6 +39,7 @@ def create_app(
     shadow_in_canary: bool = True,
     shadow_max_batch: int = 64,
     stateful: Collection[str] | None = None,
+    record_traffic: bool = True,
 ) -> FastAPI:
     """Build the router app.
 
@@ -53,6 +54,8 @@ def create_app(
     shadow_in_canary: in canary mode, also shadow the candidate for champion-arm users.
     shadow_max_batch: most shadow jobs run in one batched `predict` call (1 = no batching).
     stateful: the model names that read release state (default: `stateful_models()`).
+    record_traffic: False for a router pinned to versions for a load test
+        (serving/pinned.py): it writes no traffic or feedback rows.
 
     The running `RouterService` is `app.state.service` once the lifespan has started.
     """
@@ -70,6 +73,7 @@ def create_app(
             shadow_in_canary=shadow_in_canary,
             shadow_max_batch=shadow_max_batch,
             stateful=stateful,
+            record_traffic=record_traffic,
         )
         service.start()
         app.state.service = service
