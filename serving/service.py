@@ -76,12 +76,10 @@ class RouterService:
         stateful: Collection[str] = (),
         record_traffic: bool = True,
     ) -> None:
-        """Wire the parts; nothing starts before `start()`. `state_reader` defaults to
-        the ledger's routing state of ENVIRONMENT on `engine`. With `alias_source`, the
-        environment's champion aliases serve until the ledger first answers. `stateful`:
-        the model names that read release state (computed at the edge from the model
-        families: serving.app); each version of those is served with its state.
-        `record_traffic=False`: no traffic or feedback rows (a pinned load-test router)."""
+        """Wire the parts; nothing starts before `start()`. `state_reader`: default, the
+        ledger's routing state of ENVIRONMENT on `engine`; `alias_source`: champion aliases
+        serve until the ledger first answers; `stateful`: the models served with their
+        release state (from the families: serving.app); `record_traffic=False`: no rows."""
         self.settings = settings
         self.stateful = frozenset(stateful)
         self.env = settings.ENVIRONMENT
