@@ -50,11 +50,13 @@ DEMO_OVERRIDES: dict[str, str] = {
     "SHADOW_WINDOW_HOURS": "1",
     "SHADOW_SAMPLE_SIZE": "600",
     "SHADOW_BATCH_SIZE": "200",
-    # the pre-canary load test: one short round (2 s per phase and model, not 2 x 5 s);
-    # p95 of ~100 requests at ms scale on a busy laptop: a 50% margin is noise (as above)
+    # the pre-canary load test: one short round (2 s per phase and model, not 2 x 5 s).
+    # One 2 s round on a busy laptop is noise-bound (a twin-like v2 measured 0.49x v1's
+    # saturation throughput once): wide margins, as for the canary's p95 above
     "LOADTEST_PHASE_SECONDS": "2",
     "LOADTEST_ROUNDS": "1",
     "LOADTEST_P95_MARGIN": "2",
+    "LOADTEST_THROUGHPUT_MARGIN": "0.75",
     "ROUTER_POLL_SECONDS": "0.2",
     "TRAFFIC_FLUSH_SECONDS": "0.1",
 }
