@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from config import Settings
 from core.gates import GateCheck, GateReport, evaluate_gate
 from core.loadtest.stats import LoadFigures, Phase, error_rate, ratio
 
@@ -32,7 +32,7 @@ class LoadTestThresholds:
     throughput_margin: float
 
     @classmethod
-    def from_settings(cls, settings: Any) -> LoadTestThresholds:
+    def from_settings(cls, settings: Settings) -> LoadTestThresholds:
         """From Settings LOADTEST_P95_MAX_MS, _P95_MARGIN, _MAX_ERROR_RATE, _THROUGHPUT_MARGIN."""
         return cls(
             p95_max_ms=settings.LOADTEST_P95_MAX_MS,

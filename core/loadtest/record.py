@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from core import ledger
-from core.loadtest.report import PHASE_TITLES, LoadTestReport
+from core.loadtest.report import PHASE_TITLES, SIDES, LoadTestReport
 from core.loadtest.run import Measurements
 from core.loadtest.stats import PHASES
 
@@ -29,16 +29,13 @@ def latency_plot(report: LoadTestReport, measurements: Measurements, out_dir: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, len(PHASES), figsize=(11, 4), squeeze=False)
     for ax, phase in zip(axes[0], PHASES, strict=True):
-        for label, version in (
-            ("champion", report.champion_version),
-            ("candidate", report.candidate_version),
-        ):
-            values = sorted(measurements.latencies(label, phase))
+        for side in SIDES:
+            values = sorted(measurements.latencies(side, phase))
             if not values:
                 continue
             shares = [(i + 1) / len(values) for i in range(len(values))]
-            (line,) = ax.plot(values, shares, label=f"{label} v{version}")
-            p95 = getattr(report, label)[phase].p95_ms
+            (line,) = ax.plot(values, shares, label=f"{side} v{report.version(side)}")
+            p95 = report.figures(side)[phase].p95_ms
             if p95 is not None:
                 ax.axvline(p95, color=line.get_color(), linestyle=":", linewidth=1)
         ax.set_xscale("log")
@@ -57,11 +54,11 @@ def latency_plot(report: LoadTestReport, measurements: Measurements, out_dir: Pa
 def report_metrics(report: LoadTestReport) -> dict[str, float]:
     """The figures as MLflow metrics, e.g. `candidate_saturation_p95_ms` (measured ones)."""
     metrics: dict[str, float] = {"queries": float(report.queries)}
-    for label in ("champion", "candidate"):
-        for phase, figures in getattr(report, label).items():
+    for side in SIDES:
+        for phase, figures in report.figures(side).items():
             for key, value in figures.as_dict().items():
                 if key != "phase" and value is not None:
-                    metrics[f"{label}_{phase}_{key}"] = float(value)
+                    metrics[f"{side}_{phase}_{key}"] = float(value)
     return metrics
 
 

@@ -11,6 +11,8 @@ from core.loadtest.run import LoadTestPlan, Measurements
 from core.loadtest.stats import PHASES, LoadFigures, Phase
 
 QuerySource = Literal["traffic", "golden_inputs"]
+Side = Literal["champion", "candidate"]
+SIDES: tuple[Side, ...] = ("champion", "candidate")
 PHASE_TITLES: dict[Phase, str] = {
     "target_rate": "target rate (open loop)",
     "saturation": "saturation (closed loop)",
@@ -37,6 +39,14 @@ class LoadTestReport:
         """True when every threshold of the gate held."""
         return self.gate.passed
 
+    def figures(self, side: Side) -> Mapping[Phase, LoadFigures]:
+        """The champion's or the candidate's figures, per phase."""
+        return self.champion if side == "champion" else self.candidate
+
+    def version(self, side: Side) -> str:
+        """The champion's or the candidate's version."""
+        return self.champion_version if side == "champion" else self.candidate_version
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view (the ledger event's figures, the MLflow report)."""
         return {
@@ -53,7 +63,7 @@ class LoadTestReport:
         }
 
 
-def figures_by_phase(measurements: Measurements, label: str) -> dict[Phase, LoadFigures]:
+def figures_by_phase(measurements: Measurements, label: Side) -> dict[Phase, LoadFigures]:
     """One model's pooled figures, per phase."""
     return {phase: measurements.figures(label, phase) for phase in PHASES}
 
@@ -66,12 +76,11 @@ def figures_table(report: LoadTestReport) -> list[dict[str, Any]]:
     """One row per model and phase (a Prefect table artifact, the markdown report)."""
     rows = []
     for phase in PHASES:
-        for role, version, figures in (
-            ("champion", report.champion_version, report.champion[phase]),
-            ("candidate", report.candidate_version, report.candidate[phase]),
-        ):
+        for side in SIDES:
+            figures = report.figures(side)[phase]
             rows.append(
-                {"phase": phase, "model": f"{role} v{version}", "requests": figures.requests,
+                {"phase": phase, "model": f"{side} v{report.version(side)}",
+                 "requests": figures.requests,
                  "errors": figures.errors, "error_rate": figures.error_rate,
                  "throughput_rps": figures.throughput_rps, "p50_ms": figures.p50_ms,
                  "p95_ms": figures.p95_ms, "p99_ms": figures.p99_ms}

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from config import Settings
 from core.loadtest.client import Target, closed_loop, open_loop, warm_up
 from core.loadtest.stats import PHASES, LoadFigures, Phase, PhaseSample, summarize
 
@@ -32,7 +33,7 @@ class LoadTestPlan:
     timeout_seconds: float
 
     @classmethod
-    def from_settings(cls, settings: Any, **overrides: Any) -> LoadTestPlan:
+    def from_settings(cls, settings: Settings, **overrides: Any) -> LoadTestPlan:
         """From Settings LOADTEST_*; `overrides` (by field name) that are None are ignored."""
         plan = cls(
             queries=settings.LOADTEST_QUERIES,

@@ -44,10 +44,10 @@ def _compare(champion: str, candidate: str) -> LoadTestReport:
     )
     assert len(measurements.latencies("candidate", "target_rate")) > 150
     print(f"\n{report.gate.summary()}")
-    for label in ("champion", "candidate"):
-        for phase, f in getattr(report, label).items():
+    for side in ("champion", "candidate"):
+        for phase, f in report.figures(side).items():
             print(
-                f"{label} {phase}: n={f.requests} errors={f.errors} "
+                f"{side} {phase}: n={f.requests} errors={f.errors} "
                 f"rps={f.throughput_rps:.1f} p50={f.p50_ms:.2f} p95={f.p95_ms:.2f} "
                 f"p99={f.p99_ms:.2f}"
             )
