@@ -213,8 +213,8 @@ class Settings(BaseSettings):
     LOADTEST_QUERIES: int = Field(500, ge=1, description="most recent production queries replayed")
     LOADTEST_RATE_RPS: float = Field(50.0, gt=0, description="open-loop target rate")
     LOADTEST_CONNECTIONS: int = Field(8, ge=1, le=256, description="closed-loop connections")
-    LOADTEST_PHASE_SECONDS: float = Field(5.0, gt=0, le=600, description="per phase and model")
-    LOADTEST_ROUNDS: int = Field(2, ge=1, le=20, description="interleaved rounds of all phases")
+    LOADTEST_PHASE_SECONDS: float = Field(2.0, gt=0, le=600, description="per phase and model")
+    LOADTEST_ROUNDS: int = Field(5, ge=1, le=20, description="interleaved rounds of all phases")
     LOADTEST_TIMEOUT_SECONDS: float = Field(5.0, gt=0, description="per request; then an error")
     LOADTEST_P95_MAX_MS: float = Field(250.0, gt=0, description="hard p95 limit at the target rate")
     LOADTEST_P95_MARGIN: float = Field(

@@ -29,10 +29,11 @@ from tests.factories import slow_config, train_and_register
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODEL = "intent-classifier"
-# a few seconds of load per phase and model: 2 rounds x 2 s at 50 req/s = 200 requests per
-# model at the target rate, enough for a p95 that is not the single slowest request
+# a few seconds of load per phase and model: 4 rounds x 1 s at 50 req/s = 200 requests per
+# model at the target rate, enough for a p95 that is not the single slowest request; short
+# phases, finely interleaved, so a burst of other work on the machine hits both models
 PLAN = LoadTestPlan(
-    queries=100, rate_rps=50.0, connections=4, phase_seconds=2.0, rounds=2, timeout_seconds=5.0
+    queries=100, rate_rps=50.0, connections=4, phase_seconds=1.0, rounds=4, timeout_seconds=5.0
 )
 
 
@@ -75,7 +76,11 @@ def test_load_test_passes_an_identical_candidate_and_catches_a_3x_slower_one() -
     assert candidate_p50 is not None
     assert candidate_p50 >= 2.2 * champion_p50  # it is ~3x slower per request
     assert not slower.passed
-    assert "p95_vs_champion" in {check.name for check in slower.gate.failed}
+    # caught by latency, by throughput, or both (which one depends on the machine's noise
+    # in the run: a burst during the champion's slice can lift its p95); never by errors
+    failed = {check.name for check in slower.gate.failed}
+    assert failed & {"p95_vs_champion", "throughput_vs_champion"}
+    assert "candidate_error_rate" not in failed
 
 
 def test_pinned_router_that_cannot_load_its_version_fails_to_start_with_its_log() -> None:
