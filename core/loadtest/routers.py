@@ -82,12 +82,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def _launch(
     model_name: str, version: str, extra_env: Mapping[str, str]
 ) -> Iterator[tuple[subprocess.Popen[bytes], str, IO[bytes]]]:
-    """Start one pinned router (not yet ready); stop it on exit."""
+    """Start one pinned router (not yet ready); stop it on exit.
+
+    It gets a spill folder of its own: it writes no rows, and must not replay the spill
+    files a stopped production router left in TRAFFIC_SPILL_DIR either (that router's
+    successor does)."""
     port = free_port()
     command = [*SML, "serve", "--host", "127.0.0.1", "--port", str(port),
                "--pin", f"{model_name}={version}"]  # fmt: skip
-    env = {**os.environ, "LOG_LEVEL": "WARNING", **extra_env}
-    with tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as spill:
+        env = {**os.environ, "LOG_LEVEL": "WARNING", "TRAFFIC_SPILL_DIR": spill, **extra_env}
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             yield proc, f"http://127.0.0.1:{port}", log
