@@ -73,3 +73,14 @@ def test_pinned_router_serves_its_version_despite_a_canary_and_writes_no_traffic
     with state_engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Traffic)) == 0
         assert conn.scalar(select(func.count()).select_from(Feedback)) == 0
+
+
+def test_sml_serve_refuses_a_bad_pin_with_exit_2() -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    result = CliRunner().invoke(app, ["serve", "--pin", "intent-classifier"])
+
+    assert result.exit_code == 2
+    assert "MODEL=VERSION" in result.output
