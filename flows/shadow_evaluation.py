@@ -36,6 +36,7 @@ from core.shadow import (
     chunk_requests,
 )
 from flows.load_test import load_test as load_test_flow
+from models import stateful_models
 from tasks.registry import open_registry
 from tasks.reporting import advance_progress, start_progress
 from tasks.shadow import (
@@ -106,6 +107,7 @@ def shadow_evaluation(  # noqa: PLR0913 (each parameter is a field of the run fo
             shadow_passed=report.passed,
             rollout_status=None if subjects.rollout is None else subjects.rollout.status,
             start_canary=start_canary,
+            stateful=model_name in stateful_models(),
         )
         loaded = pre_canary_load_test(subjects, log_mlflow) if due else None
         act_on_report(

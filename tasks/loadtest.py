@@ -25,6 +25,7 @@ from core.loadtest import (
 )
 from core.registry import ModelRegistry
 from core.reporting import artifact_key, gate_table
+from models import stateful_models
 from tasks.policies import IO_TASK
 
 
@@ -58,7 +59,9 @@ def run(
     thresholds: LoadTestThresholds,
 ) -> tuple[LoadTestReport, Measurements]:
     """`core.loadtest.compare_versions`: both versions in pinned routers, the load, the gate."""
-    report, measurements = loadtest.compare_versions(versions, texts, source, plan, thresholds)
+    report, measurements = loadtest.compare_versions(
+        versions, texts, source, plan, thresholds, stateful=stateful_models()
+    )
     logger = get_run_logger()
     (logger.info if report.passed else logger.warning)("%s", report.gate.summary())
     return report, measurements

@@ -3,7 +3,7 @@ them, judge the candidate."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from core.loadtest.client import Target
@@ -29,16 +29,23 @@ def compare_versions(
     query_source: QuerySource,
     plan: LoadTestPlan,
     thresholds: LoadTestThresholds,
+    stateful: Collection[str] = (),
 ) -> tuple[LoadTestReport, Measurements]:
     """Serve the champion and the candidate each in a pinned router process on loopback,
     replay `texts` against both (interleaved phases, core/loadtest/run.py), and judge the
     candidate. Returns the report and the raw samples (for plots).
 
     Raises:
+        ValueError: the model is in `stateful` (it reads release state and is served
+            through /answer; the load test replays /predict), or no texts.
         RouterStartError: a router did not start.
         RuntimeError: a router failed every warm-up request.
-        ValueError: no texts.
     """
+    if versions.model_name in stateful:
+        raise ValueError(
+            f"{versions.model_name} reads release state and is served through /answer: "
+            "the load test replays /predict only (docs/load_test.md)"
+        )
     labels = {"champion": versions.champion_version, "candidate": versions.candidate_version}
     with pinned_routers(versions.model_name, labels) as urls:
         targets = {label: Target(url, versions.model_name) for label, url in urls.items()}

@@ -84,11 +84,14 @@ def load_test_due(
     shadow_passed: bool,
     rollout_status: str | None,
     start_canary: bool,
+    stateful: bool = False,
 ) -> bool:
     """Whether the shadow evaluation runs the load test before acting on its verdict: only
     when it is enabled and its outcome can matter, i.e. the shadow gate passed and a pass
     would start a canary (no rollout, `start_canary`) or move a shadow-mode rollout into
-    its first canary stage."""
-    if not (enabled and shadow_passed):
+    its first canary stage. Not for a model that reads release state (`stateful`): the
+    load test replays `POST /predict`, and such a model is served through `/answer`
+    together with its classifier (not load-tested yet: docs/load_test.md)."""
+    if not (enabled and shadow_passed) or stateful:
         return False
     return rollout_status == "shadow" if rollout_status is not None else start_canary

@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from core.loadtest import (
+    LoadTestPlan,
     LoadTestThresholds,
     PhaseSample,
+    Versions,
+    compare_versions,
     load_test_due,
     load_test_gate,
     percentile,
@@ -142,3 +145,21 @@ def test_load_test_due_only_when_its_verdict_can_matter(
         )
         is due
     )
+
+
+def test_load_test_is_not_due_for_a_model_that_reads_release_state() -> None:
+    assert not load_test_due(
+        enabled=True, shadow_passed=True, rollout_status=None, start_canary=True, stateful=True
+    )
+
+
+def test_compare_versions_refuses_a_stateful_model_before_starting_routers() -> None:
+    versions = Versions("dev", "faq-retriever", "1", "2")
+    plan = LoadTestPlan(
+        queries=10, rate_rps=1.0, connections=1, phase_seconds=1.0, rounds=1, timeout_seconds=1.0
+    )
+
+    with pytest.raises(ValueError, match="/predict only"):
+        compare_versions(
+            versions, ["hi"], "traffic", plan, THRESHOLDS, stateful=frozenset({"faq-retriever"})
+        )
