@@ -51,6 +51,13 @@ DEMO_OVERRIDES: dict[str, str] = {
     "SHADOW_WINDOW_HOURS": "1",
     "SHADOW_SAMPLE_SIZE": "600",
     "SHADOW_BATCH_SIZE": "200",
+    # the pre-canary load test: one short round (2 s per phase and model, not 5 x 2 s).
+    # One 2 s round on a busy laptop is noise-bound (a twin-like v2 measured 0.49x v1's
+    # saturation throughput once): wide margins, as for the canary's p95 above
+    "LOADTEST_PHASE_SECONDS": "2",
+    "LOADTEST_ROUNDS": "1",
+    "LOADTEST_P95_MARGIN": "2",
+    "LOADTEST_THROUGHPUT_MARGIN": "0.75",
     "ROUTER_POLL_SECONDS": "0.2",
     "TRAFFIC_FLUSH_SECONDS": "0.1",
     # simulated users react within milliseconds: follow-up and abandonment windows in seconds

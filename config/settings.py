@@ -221,6 +221,25 @@ class Settings(BaseSettings):
     SHADOW_MAX_P95_MS: float = Field(200.0, gt=0)
     SHADOW_MAX_ACCURACY_DROP: float = Field(0.02, ge=0, le=1)
 
+    # --- pre-canary load test (core.loadtest, docs/load_test.md) --------------------------
+    LOADTEST_ENABLED: bool = Field(
+        True, description="shadow evaluation load-tests a passing candidate before its canary"
+    )
+    LOADTEST_QUERIES: int = Field(500, ge=1, description="most recent production queries replayed")
+    LOADTEST_RATE_RPS: float = Field(50.0, gt=0, description="open-loop target rate")
+    LOADTEST_CONNECTIONS: int = Field(8, ge=1, le=256, description="closed-loop connections")
+    LOADTEST_PHASE_SECONDS: float = Field(2.0, gt=0, le=600, description="per phase and model")
+    LOADTEST_ROUNDS: int = Field(5, ge=1, le=20, description="interleaved rounds of all phases")
+    LOADTEST_TIMEOUT_SECONDS: float = Field(5.0, gt=0, description="per request; then an error")
+    LOADTEST_P95_MAX_MS: float = Field(250.0, gt=0, description="hard p95 limit at the target rate")
+    LOADTEST_P95_MARGIN: float = Field(
+        0.5, ge=0, description="allowed relative excess of candidate p95 over champion"
+    )
+    LOADTEST_MAX_ERROR_RATE: float = Field(0.01, ge=0, le=1)
+    LOADTEST_THROUGHPUT_MARGIN: float = Field(
+        0.25, ge=0, le=1, description="allowed relative shortfall of saturation throughput"
+    )
+
     # --- release state (core.release_state) ----------------------------------------------
     RELEASE_STATE_KEEP: int = Field(
         5, ge=1, description="releases per env whose states garbage collection keeps"

@@ -8,8 +8,11 @@ versions, times single requests on a subsample, and reports agreement, error rat
 latency percentiles and, where feedback holds labels, paired accuracy (McNemar), each
 rate with a 95% interval. The gate (Settings SHADOW_*) lists every failed threshold.
 Reports: Prefect markdown + table artifacts, a progress artifact while replaying, an
-MLflow run with the report and plots. On the verdict: a shadow-mode rollout advances into
-canary stage 0 or is rolled back; with no rollout, a pass starts the canary.
+MLflow run with the report and plots. Before a pass lets the candidate take users, the
+pre-canary load test (the `load-test` flow, as a subflow; `load_test`, default
+LOADTEST_ENABLED) must pass too. On the verdicts: a shadow-mode rollout advances into
+canary stage 0 or is rolled back (the reason names the failed thresholds of either
+gate); with no rollout, a pass of both starts the canary.
 
     prefect deployment run 'shadow-evaluation/prd' --param model_name=intent-classifier
 """
@@ -20,6 +23,7 @@ from prefect import flow, unmapped
 
 from config import get_settings
 from core.db import state_database, utcnow
+from core.loadtest import LoadTestReport, load_test_due
 from core.registry import ModelRegistry
 from core.reporting import artifact_key
 from core.shadow import (
@@ -31,6 +35,8 @@ from core.shadow import (
     ShadowThresholds,
     chunk_requests,
 )
+from flows.load_test import load_test as load_test_flow
+from models import stateful_models
 from tasks.registry import open_registry
 from tasks.reporting import advance_progress, start_progress
 from tasks.shadow import (
@@ -60,12 +66,15 @@ def shadow_evaluation(  # noqa: PLR0913 (each parameter is a field of the run fo
     latency_sample: int = 200,
     start_canary: bool = True,
     log_mlflow: bool = True,
+    load_test: bool | None = None,
 ) -> ShadowReport:
     """Evaluate `candidate_version` (default: the active rollout's, else the `candidate`
     alias) against the champion of `env` (default: ENVIRONMENT) on recent traffic.
 
     window_hours, sample_size, batch_size default to SHADOW_WINDOW_HOURS,
     SHADOW_SAMPLE_SIZE, SHADOW_BATCH_SIZE; latency_sample requests are timed one by one.
+    load_test (default LOADTEST_ENABLED): run the pre-canary load test when a pass would
+    let the candidate take users (`core.loadtest.load_test_due`).
     """
     settings = get_settings()
     sampling = ShadowSampling.from_settings(
@@ -93,10 +102,31 @@ def shadow_evaluation(  # noqa: PLR0913 (each parameter is a field of the run fo
         files = plot(report, latency, settings.reports_dir)
         if log_mlflow:
             log_to_mlflow(registry, report, markdown, files)
-        act_on_report(
-            engine, registry, subjects, report, settings.CANARY_STAGES, ACTOR, start_canary
+        due = load_test_due(
+            enabled=settings.LOADTEST_ENABLED if load_test is None else load_test,
+            shadow_passed=report.passed,
+            rollout_status=None if subjects.rollout is None else subjects.rollout.status,
+            start_canary=start_canary,
+            stateful=model_name in stateful_models(),
         )
+        loaded = pre_canary_load_test(subjects, log_mlflow) if due else None
+        act_on_report(
+            engine, registry, subjects, report, settings.CANARY_STAGES, ACTOR, start_canary,
+            loaded,
+        )  # fmt: skip
     return report
+
+
+def pre_canary_load_test(subjects: ShadowSubjects, log_mlflow: bool) -> LoadTestReport:
+    """The `load-test` flow as a subflow on the same versions; its verdict is recorded
+    by `act_on_report`, with the evaluation's."""
+    return load_test_flow(
+        model_name=subjects.model_name,
+        env=subjects.env,
+        candidate_version=subjects.candidate_version,
+        record_event=False,
+        log_mlflow=log_mlflow,
+    )
 
 
 def replay(

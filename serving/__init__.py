@@ -52,8 +52,13 @@ tests/serving/test_one_clock.py). A fallback's span includes the failed attempt:
 waited for both. Cost: the champion pays the hop too (~80 us of CPU, docs/benchmarks.md).
 
 Public API: `serving.app.create_app(settings, *, model_source=None, engine=None,
-state_reader=None, shadow_in_canary=True, shadow_max_batch=64, stateful=None)`; once the
-lifespan has started, `app.state.service` is the `serving.service.RouterService`
-(`wait_ready()`, `plans()`, `writer`, `metrics`). `serving.server.serve_in_thread(app)`
-serves it on a free loopback port and yields the base URL.
+state_reader=None, shadow_in_canary=True, shadow_max_batch=64, stateful=None,
+record_traffic=True)`; once the lifespan has started, `app.state.service` is the
+`serving.service.RouterService` (`wait_ready()`, `plans()`, `writer`, `metrics`).
+`serving.server.serve_in_thread(app)` serves it on a free loopback port and yields the
+base URL.
+
+Pinned routers (`sml serve --pin MODEL=VERSION`, serving/pinned.py): serve exactly the
+given versions as champions, ignore the ledger, and write no traffic or feedback rows (the
+pre-canary load test's routers: docs/load_test.md).
 """

@@ -20,6 +20,9 @@ from serving.routes import router
 from serving.service import RouterService
 from serving.startup_fallback import AliasSource
 
+TITLE = "Stateful ML router"
+SUMMARY = "Predictions and FAQ answers: sticky canary routing, shadow and fallback."
+
 
 def stateful_models() -> frozenset[str]:
     """The model names whose family reads release state (`models.ModelFamily.state`):
@@ -29,7 +32,7 @@ def stateful_models() -> frozenset[str]:
     return frozenset(f.name for f in FAMILIES.values() if f.state)
 
 
-def create_app(
+def create_app(  # noqa: PLR0913 (each is an independent part of the router)
     settings: Settings | None = None,
     *,
     model_source: ModelSource | None = None,
@@ -39,21 +42,22 @@ def create_app(
     shadow_in_canary: bool = True,
     shadow_max_batch: int = 64,
     stateful: Collection[str] | None = None,
+    record_traffic: bool = True,
 ) -> FastAPI:
     """Build the router app.
 
     settings: defaults to `get_settings()` (read when called, not at import).
     model_source: defaults to `core.registry.ModelRegistry.from_settings(settings)`.
-    engine: the state database; defaults to one on DATABASE_URL with short timeouts.
-        The router does not migrate it (`sml db upgrade` does).
+    engine: the state database (not migrated here: `sml db upgrade` does); defaults to one
+        on DATABASE_URL with short timeouts.
     state_reader: defaults to `core.ledger.routing_state(engine, ENVIRONMENT)`.
-    alias_source: where the `<ENVIRONMENT>-champion` aliases are read while the state
-        database has never answered (serving/startup_fallback.py); defaults to the
-        registry when `model_source` is not given, else none (no fallback).
+    alias_source: where `<ENVIRONMENT>-champion` aliases are read while the state database
+        has never answered (serving/startup_fallback.py); default: the registry when
+        `model_source` is not given, else none.
     shadow_in_canary: in canary mode, also shadow the candidate for champion-arm users.
     shadow_max_batch: most shadow jobs run in one batched `predict` call (1 = no batching).
     stateful: the model names that read release state (default: `stateful_models()`).
-
+    record_traffic: False writes no traffic or feedback rows (pinned: serving/pinned.py).
     The running `RouterService` is `app.state.service` once the lifespan has started.
     """
     settings = settings or get_settings()
@@ -70,6 +74,7 @@ def create_app(
             shadow_in_canary=shadow_in_canary,
             shadow_max_batch=shadow_max_batch,
             stateful=stateful,
+            record_traffic=record_traffic,
         )
         service.start()
         app.state.service = service
@@ -81,11 +86,7 @@ def create_app(
             if engine is None:
                 service.engine.dispose()
 
-    app = FastAPI(
-        title="Stateful ML router",
-        summary="Predictions and FAQ answers: sticky canary routing, shadow and fallback.",
-        lifespan=lifespan,
-    )
+    app = FastAPI(title=TITLE, summary=SUMMARY, lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=settings.ROUTER_MAX_BODY_BYTES)
     app.include_router(router)
     return app

@@ -63,7 +63,7 @@ class RouterService:
     Build with `from_settings`, then `start()`; `stop()` flushes the traffic buffer.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (each is an independent part of the router)
         self,
         settings: Settings,
         *,
@@ -74,12 +74,12 @@ class RouterService:
         shadow_in_canary: bool = True,
         shadow_max_batch: int = 64,
         stateful: Collection[str] = (),
+        record_traffic: bool = True,
     ) -> None:
-        """Wire the parts; nothing starts before `start()`. `state_reader` defaults to
-        the ledger's routing state of ENVIRONMENT on `engine`. With `alias_source`, the
-        environment's champion aliases serve until the ledger first answers. `stateful`:
-        the model names that read release state (computed at the edge from the model
-        families: serving.app); each version of those is served with its state."""
+        """Wire the parts; nothing starts before `start()`. `state_reader`: default, the
+        ledger's routing state of ENVIRONMENT on `engine`; `alias_source`: champion aliases
+        serve until the ledger first answers; `stateful`: the models served with their
+        release state (from the families: serving.app); `record_traffic=False`: no rows."""
         self.settings = settings
         self.stateful = frozenset(stateful)
         self.env = settings.ENVIRONMENT
@@ -96,7 +96,7 @@ class RouterService:
             buffer_max=settings.TRAFFIC_BUFFER_MAX,
         )
         self.writer.on_flush = lambda _n, seconds: self.metrics.traffic_flushes.observe(seconds)
-        self.traffic = TrafficLog(self.writer, self.env)
+        self.traffic = TrafficLog(self.writer, self.env, enabled=record_traffic)
         self.calls = ModelCalls(
             self.metrics,
             self.traffic,
@@ -151,7 +151,7 @@ class RouterService:
         )
 
     @classmethod
-    def from_settings(
+    def from_settings(  # noqa: PLR0913 (each is an independent part of the router)
         cls,
         settings: Settings,
         *,
@@ -162,6 +162,7 @@ class RouterService:
         shadow_in_canary: bool = True,
         shadow_max_batch: int = 64,
         stateful: Collection[str] = (),
+        record_traffic: bool = True,
     ) -> RouterService:
         """Build a router; defaults: the model registry of `settings` (as the model source
         and, when no model source is given, as the alias source), an engine on
@@ -183,6 +184,7 @@ class RouterService:
             shadow_in_canary=shadow_in_canary,
             shadow_max_batch=shadow_max_batch,
             stateful=stateful,
+            record_traffic=record_traffic,
         )
 
     # --- lifecycle -------------------------------------------------------------------------

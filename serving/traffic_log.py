@@ -43,10 +43,12 @@ class RequestFacts(NamedTuple):
 class TrafficLog:
     """Turns model calls and feedback into rows on the traffic writer's buffer."""
 
-    def __init__(self, writer: TrafficWriter, env: str) -> None:
-        """Rows are tagged with `env` (the router's ENVIRONMENT)."""
+    def __init__(self, writer: TrafficWriter, env: str, *, enabled: bool = True) -> None:
+        """Rows are tagged with `env` (the router's ENVIRONMENT). `enabled=False` drops
+        every row and feedback (a router pinned for a load test: serving/pinned.py)."""
         self._writer = writer
         self._env = env
+        self._enabled = enabled
 
     def record(
         self,
@@ -62,6 +64,8 @@ class TrafficLog:
         """Buffer the row of one model call of `request` (version and output are cut to
         their column widths; `error` is expected within ERROR_MAX already). `state_key`:
         the release state the model read to answer (None: it reads none)."""
+        if not self._enabled:
+            return
         self._writer.enqueue(
             TrafficRecord(
                 request_id=request.request_id,
@@ -82,6 +86,8 @@ class TrafficLog:
 
     def feedback(self, request_id: str, kind: str, value: str) -> None:
         """Buffer one feedback row, timestamped now (written in batches with the traffic)."""
+        if not self._enabled:
+            return
         self._writer.enqueue(
             FeedbackRecord(request_id=request_id, ts=utc_now(), kind=kind, value=value)
         )

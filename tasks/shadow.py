@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
 from core import shadow
+from core.loadtest import LoadTestReport
 from core.plots import shadow_plots
 from core.registry import ModelRegistry
 from core.reporting import artifact_key, gate_table, shadow_report_markdown
@@ -182,8 +183,10 @@ def act_on_report(
     stages: list[float],
     actor: str,
     start_canary: bool,
+    load_test: LoadTestReport | None = None,
 ) -> tuple[ShadowAction, int | None]:
-    """`core.shadow.act_on_report`: record the verdict and move the rollout on it."""
+    """`core.shadow.act_on_report`: record the verdict (and the load test's, when one ran)
+    and move the rollout on them."""
     action, rollout_id = shadow.act_on_report(
         engine,
         subjects,
@@ -192,8 +195,11 @@ def act_on_report(
         actor=actor,
         registry=registry,
         start_canary=start_canary,
+        load_test=load_test,
     )
     logger = get_run_logger()
-    level = logger.info if report.passed else logger.warning
-    level("%s -> %s (rollout %s)", report.gate.summary(), action, rollout_id)
+    passed = report.passed and (load_test is None or load_test.passed)
+    level = logger.info if passed else logger.warning
+    summary = report.gate.summary() + ("" if load_test is None else f"; {load_test.gate.summary()}")
+    level("%s -> %s (rollout %s)", summary, action, rollout_id)
     return action, rollout_id

@@ -17,6 +17,8 @@ from core import ledger
 from core.aliases import env_alias
 from core.errors import ConflictError, NotFoundError
 from core.ledger import AliasRegistry, RolloutRecord
+from core.loadtest.record import EVENT_KIND as LOAD_TEST_EVENT
+from core.loadtest.report import LoadTestReport
 from core.shadow.statistics import ShadowReport
 
 
@@ -103,53 +105,76 @@ def act_on_report(
     actor: str,
     registry: AliasRegistry | None = None,
     start_canary: bool = True,
+    load_test: LoadTestReport | None = None,
 ) -> tuple[ShadowAction, int | None]:
-    """Record the evaluation in the ledger and move the rollout on its verdict.
+    """Record the evaluation (and the pre-canary load test, when one ran) in the ledger and
+    move the rollout on the verdict: both gates must pass.
 
     A shadow-mode rollout advances into canary stage 0 on a pass and is rolled back on a
-    fail. Without a rollout, a pass starts a canary rollout (when `start_canary`); a fail
-    only reports. A canary or paused rollout only gets the event. Returns what was done
-    and the rollout id.
+    fail (the reason names every failed threshold of either gate, e.g. `shadow ...: pass;
+    load-test: fail (p95_vs_champion ...)`). Without a rollout, a pass starts a canary
+    rollout (when `start_canary`); a fail only reports. A canary or paused rollout only
+    gets the events. Returns what was done and the rollout id.
 
     Raises:
         ConflictError: the rollout changed meanwhile (the ledger refuses stale moves).
     """
-    summary = report.gate.summary()
+    gates = [report.gate] if load_test is None else [report.gate, load_test.gate]
+    passed = all(gate.passed for gate in gates)
+    summary = "; ".join(gate.summary() for gate in gates)
+    figures = {"gate": report.gate.as_dict()}
+    if load_test is not None:
+        figures["load_test_gate"] = load_test.gate.as_dict()
     rollout = subjects.rollout
     if rollout is None:
-        if not (report.passed and start_canary):
+        if not (passed and start_canary):
             return "reported", None
-        return "started_canary", _start_canary(engine, subjects, report, stages, actor)
-    ledger.record_event(
-        engine, rollout.id, kind="shadow_evaluation", actor=actor, reason=summary,
-        figures=report.as_dict(),
-    )  # fmt: skip
+        rollout_id = _start_canary(engine, subjects, summary, stages, actor)
+        _record_evidence(engine, rollout_id, report, load_test, actor)
+        return "started_canary", rollout_id
+    _record_evidence(engine, rollout.id, report, load_test, actor)
     if rollout.status != "shadow":
         return "reported", rollout.id
-    if report.passed:
+    if passed:
         ledger.advance_stage(
             engine, rollout.id, expected_stage_index=rollout.stage_index,
             stages=ledger.rollout_stages(engine, rollout.id), actor=actor, reason=summary,
-            figures={"gate": report.gate.as_dict()},
+            figures=figures,
         )  # fmt: skip
         return "advanced_to_canary", rollout.id
     ledger.rollback(
-        engine, rollout.id, actor=actor, reason=summary,
-        figures={"gate": report.gate.as_dict()}, registry=registry,
-    )  # fmt: skip
+        engine, rollout.id, actor=actor, reason=summary, figures=figures, registry=registry
+    )
     return "rolled_back", rollout.id
+
+
+def _record_evidence(
+    engine: Engine,
+    rollout_id: int,
+    report: ShadowReport,
+    load_test: LoadTestReport | None,
+    actor: str,
+) -> None:
+    """The evaluation's event, then the load test's (when one ran), with their figures."""
+    ledger.record_event(
+        engine, rollout_id, kind="shadow_evaluation", actor=actor,
+        reason=report.gate.summary(), figures=report.as_dict(),
+    )  # fmt: skip
+    if load_test is not None:
+        ledger.record_event(
+            engine, rollout_id, kind=LOAD_TEST_EVENT, actor=actor,
+            reason=load_test.gate.summary(), figures=load_test.as_dict(),
+        )  # fmt: skip
 
 
 def _start_canary(
     engine: Engine,
     subjects: ShadowSubjects,
-    report: ShadowReport,
+    summary: str,
     stages: Sequence[float],
     actor: str,
 ) -> int:
-    """Start a canary rollout on a passed evaluation and record the evaluation in it;
-    return the rollout id."""
-    summary = report.gate.summary()
+    """Start a canary rollout on a passed evaluation; return the rollout id."""
     rollout = ledger.start_rollout(
         engine,
         env=subjects.env,
@@ -161,8 +186,4 @@ def _start_canary(
         actor=actor,
         reason=f"shadow evaluation passed: {summary}",
     )
-    ledger.record_event(
-        engine, rollout.id, kind="shadow_evaluation", actor=actor, reason=summary,
-        figures=report.as_dict(),
-    )  # fmt: skip
     return rollout.id

@@ -96,12 +96,13 @@ def test_demo_lifecycle_final_state_exact(db_url: str, monkeypatch: pytest.Monke
         assert [e.kind for e in ledger.rollout_events(engine, good.id)] == [
             "start",
             "shadow_evaluation",
+            "load_test",  # the pre-canary load test passed (docs/load_test.md)
             "advance",
             "advance",
             "advance",
             "promote",
         ]
-        assert [(e.stage_index, e.percent) for e in ledger.rollout_events(engine, good.id)][2:] == [
+        assert [(e.stage_index, e.percent) for e in ledger.rollout_events(engine, good.id)][3:] == [
             (1, 40.0),
             (2, 70.0),
             (3, 100.0),

@@ -24,6 +24,13 @@ from flows.shadow_evaluation import shadow_evaluation
 from tests.factories import faulty_config, make_release, train_and_register, training_frame
 
 MODEL = "intent-classifier"
+# a short pre-canary load test: 1 s per phase and model, margins wide enough for one round
+SHORT_LOAD_TEST = {
+    "LOADTEST_PHASE_SECONDS": "1",
+    "LOADTEST_ROUNDS": "1",
+    "LOADTEST_P95_MARGIN": "2",
+    "LOADTEST_THROUGHPUT_MARGIN": "0.75",
+}
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +62,11 @@ def _log_traffic(engine: Engine, champion: str, rows: int = 400) -> None:
 
 
 def test_shadow_evaluation_good_candidate_passes_and_starts_canary(
-    state_db: Engine, registry: ModelRegistry
+    state_db: Engine, registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for key, value in SHORT_LOAD_TEST.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
     champion = train_and_register(registry, alias="dev-champion").version
     # a retrain of the same data and config (what an image bump usually produces)
     candidate = train_and_register(registry, alias="dev-candidate").version
@@ -71,7 +81,7 @@ def test_shadow_evaluation_good_candidate_passes_and_starts_canary(
     )
     _log_traffic(state_db, champion)
 
-    report = shadow_evaluation(model_name=MODEL, batch_size=64, latency_sample=30)
+    report = shadow_evaluation(model_name=MODEL, batch_size=64, latency_sample=30)  # load test on
 
     assert report.passed, report.gate.summary()
     assert (report.champion_version, report.candidate_version) == (champion, candidate)
@@ -86,8 +96,10 @@ def test_shadow_evaluation_good_candidate_passes_and_starts_canary(
         "canary",
         0,
     )
-    kinds = [e.kind for e in ledger.rollout_events(state_db, rollout.id)]
-    assert kinds == ["start", "shadow_evaluation"]
+    events = ledger.rollout_events(state_db, rollout.id)
+    # the pre-canary load test (real pinned routers) passed before the canary started
+    assert [e.kind for e in events] == ["start", "shadow_evaluation", "load_test"]
+    assert events[-1].reason == "load-test: pass"
     out = Path(get_settings().reports_dir) / f"shadow-{MODEL}-v{candidate}"
     assert (out / "shadow-latency.png").stat().st_size > 0
     assert (out / "shadow-agreement.png").stat().st_size > 0
@@ -195,7 +207,9 @@ def test_shadow_evaluation_uses_online_shadow_rows_and_replays_the_rest(
     _log_traffic(state_db, champion)
     online = _log_online_shadow(state_db, registry, candidate, every)
 
-    report = shadow_evaluation(model_name=MODEL, batch_size=64, latency_sample=20, log_mlflow=False)
+    report = shadow_evaluation(
+        model_name=MODEL, batch_size=64, latency_sample=20, log_mlflow=False, load_test=False
+    )
 
     assert (report.online_requests, report.replayed_requests) == (online, 400 - online)
     assert report.requests == 400
