@@ -324,7 +324,7 @@ class Lifecycle:
         for o in retrain_on_image_change(image_version=DEMO_IMAGE):
             console.print(f"{o.model}: {o.action} v{o.version} ({o.reason})")
 
-    def step_shadow(self, settings: Settings, console: Console) -> None:  # noqa: ARG002 (a demo step's signature)
+    def step_shadow(self, settings: Settings, console: Console) -> None:
         """Replay recent traffic through champion and candidate; the gate starts the canary."""
         from flows.shadow_evaluation import shadow_evaluation
 
@@ -339,6 +339,36 @@ class Lifecycle:
                 f"McNemar p={a.mcnemar_p_value:.3g}"
             )
         console.print(f"[bold]{report.gate.summary()}[/bold]")
+        self._print_load_test(settings, console)
+
+    @staticmethod
+    def _print_load_test(settings: Settings, console: Console) -> None:
+        """The pre-canary load test the shadow evaluation ran (its ledger event)."""
+        from core import ledger
+
+        engine = _engine(settings)
+        try:
+            events = [
+                e
+                for r in ledger.active_rollouts(engine, settings.ENVIRONMENT)
+                for e in ledger.rollout_events(engine, r.id)
+                if e.kind == "load_test" and e.figures
+            ]
+        finally:
+            engine.dispose()
+        for event in events:
+            figures = event.figures or {}
+            sides = []
+            for side in ("champion", "candidate"):
+                at_rate = figures[side]["target_rate"]
+                saturated = figures[side]["saturation"]
+                quantiles = "/".join(_num(at_rate[q]) for q in ("p50_ms", "p95_ms", "p99_ms"))
+                sides.append(
+                    f"{side} v{figures[f'{side}_version']}: p50/p95/p99 {quantiles} ms, "
+                    f"{_num(saturated['throughput_rps'], 0)} req/s at saturation"
+                )
+            console.print("load test on real routers (loopback): " + "; ".join(sides))
+            console.print(f"[bold]{event.reason}[/bold]")
 
     def step_canary(self, settings: Settings, console: Console) -> None:
         """Controller ticks with users in between, stage by stage, up to promotion."""
@@ -488,3 +518,7 @@ def _engine(settings: Settings) -> Any:
 
 def _roles(roles: dict[str, int]) -> str:
     return ", ".join(f"{n} {role}" for role, n in sorted(roles.items()))
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
