@@ -409,32 +409,19 @@ class Lifecycle:
 
     def step_faulty(self, settings: Settings, console: Console) -> None:
         """A faulty candidate (raises on half its inputs) goes to canary; it is rolled back."""
-        from core import ledger
         from flows.train import train
 
         info = train(model_name=MODEL, config={"fault_rate": 0.5})
         console.print(f"trained faulty v{info.version} (fault_rate=0.5, a demo-only knob)")
-        engine = _engine(settings)
-        rollout = ledger.start_rollout(
-            engine,
-            env=settings.ENVIRONMENT,
-            model_name=MODEL,
-            candidate_version=info.version,
-            stages=settings.CANARY_STAGES,
-            actor="demo-operator",
-            reason="canary straight away (no shadow evaluation)",
-        )
-        engine.dispose()
-        self.rollouts.append(rollout.id)
-        self._sync_router()
-        status = self._drive_canary(settings, console, rollout.id)
-        console.print(f"rollout #{rollout.id}: [bold]{status}[/bold]")
+        self._canary(
+            settings, console, info.version, settings.CANARY_STAGES,
+            "canary straight away (no shadow evaluation)",
+        )  # fmt: skip
 
     def step_confusing(self, settings: Settings, console: Console) -> None:
         """A stale candidate: trained on data from before users' phrasing changed. It never
         fails and is as fast; its users ask again and ask for an agent: the behaviour
         gates (reformulation, hand-off) roll it back."""
-        from core import ledger
         from core.db import utcnow
         from flows.train import train
 
@@ -446,23 +433,34 @@ class Lifecycle:
         console.print(
             f"trained stale v{info.version}: v1's configuration, data older than {STALE_DAYS} days"
         )
+        # enough users per tick for the evidence to build within a few ticks
+        self._canary(
+            settings, console, info.version, [50.0, 100.0],
+            "half the users at once: a stale model that never fails",
+            users=lambda s, _: self._users(s, STALE_USERS),
+        )  # fmt: skip
+
+    def _canary(
+        self,
+        settings: Settings,
+        console: Console,
+        version: str,
+        stages: list[float],
+        reason: str,
+        users: Users | None = None,
+    ) -> None:
+        """Start a canary of classifier `version` in the demo's env, drive it to its end."""
+        from core import ledger
+
         engine = _engine(settings)
         rollout = ledger.start_rollout(
-            engine,
-            env=settings.ENVIRONMENT,
-            model_name=MODEL,
-            candidate_version=info.version,
-            stages=[50.0, 100.0],
-            actor="demo-operator",
-            reason="half the users at once: a stale model that never fails",
-        )
+            engine, env=settings.ENVIRONMENT, model_name=MODEL, candidate_version=version,
+            stages=stages, actor="demo-operator", reason=reason,
+        )  # fmt: skip
         engine.dispose()
         self.rollouts.append(rollout.id)
         self._sync_router()
-        # enough users per tick for the evidence to build within a few ticks
-        status = self._drive_canary(
-            settings, console, rollout.id, users=lambda s, _: self._users(s, STALE_USERS)
-        )
+        status = self._drive_canary(settings, console, rollout.id, users=users)
         console.print(f"rollout #{rollout.id}: [bold]{status}[/bold]")
 
     def step_summary(self, settings: Settings, console: Console) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from core import ledger
 from core.loadtest.report import PHASE_TITLES, SIDES, LoadTestReport
 from core.loadtest.run import Measurements
 from core.loadtest.stats import PHASES
+from core.mlflow_reports import ReportRun, log_report_run
 
 EVENT_KIND = "load_test"
 
@@ -75,36 +74,28 @@ def log_to_mlflow(
 
     `client` is an `mlflow.MlflowClient`; the experiment is created if missing.
     """
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = (
-        found.experiment_id
-        if found is not None
-        else client.create_experiment(experiment, artifact_location=artifact_location)
+    return log_report_run(
+        client,
+        experiment=experiment,
+        artifact_location=artifact_location,
+        run=ReportRun(
+            name=f"load-test-{report.model_name}-v{report.candidate_version}",
+            tags={
+                "sml.kind": "load_test",
+                "sml.model": report.model_name,
+                "sml.env": report.env,
+                "sml.champion_version": report.champion_version,
+                "sml.candidate_version": report.candidate_version,
+                "sml.verdict": "pass" if report.passed else "fail",
+            },
+            metrics=report_metrics(report),
+            markdown=markdown,
+            figures=report.as_dict(),
+            files=files,
+            folder="load_test",
+            stem="load-test-report",
+        ),
     )
-    run = client.create_run(
-        experiment_id,
-        run_name=f"load-test-{report.model_name}-v{report.candidate_version}",
-        tags={
-            "sml.kind": "load_test",
-            "sml.model": report.model_name,
-            "sml.env": report.env,
-            "sml.champion_version": report.champion_version,
-            "sml.candidate_version": report.candidate_version,
-            "sml.verdict": "pass" if report.passed else "fail",
-        },
-    )
-    run_id = str(run.info.run_id)
-    for key, value in report_metrics(report).items():
-        client.log_metric(run_id, key, value)
-    with tempfile.TemporaryDirectory() as tmp:
-        md = Path(tmp) / "load-test-report.md"
-        md.write_text(markdown)
-        js = Path(tmp) / "load-test-report.json"
-        js.write_text(json.dumps(report.as_dict(), indent=2, default=str))
-        for path in (md, js, *files):
-            client.log_artifact(run_id, str(path), artifact_path="load_test")
-    client.set_terminated(run_id)
-    return run_id
 
 
 def record_event(engine: Engine, rollout_id: int, report: LoadTestReport, actor: str) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.mlflow_reports import ReportRun, log_report_run
 from core.shadow.statistics import ShadowReport
 
 
@@ -24,36 +23,27 @@ def log_to_mlflow(
 
     `client` is an `mlflow.MlflowClient`; the experiment is created if missing.
     """
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = (
-        found.experiment_id
-        if found is not None
-        else client.create_experiment(experiment, artifact_location=artifact_location)
+    return log_report_run(
+        client,
+        experiment=experiment,
+        artifact_location=artifact_location,
+        run=ReportRun(
+            name=f"shadow-{report.model_name}-v{report.candidate_version}",
+            tags={
+                "sml.kind": "shadow_evaluation",
+                "sml.model": report.model_name,
+                "sml.champion_version": report.champion_version,
+                "sml.candidate_version": report.candidate_version,
+                "sml.verdict": "pass" if report.passed else "fail",
+            },
+            metrics=report_metrics(report),
+            markdown=markdown,
+            figures=report.as_dict(),
+            files=files,
+            folder="shadow",
+            stem="shadow-report",
+        ),
     )
-    run = client.create_run(
-        experiment_id,
-        run_name=f"shadow-{report.model_name}-v{report.candidate_version}",
-        tags={
-            "sml.kind": "shadow_evaluation",
-            "sml.model": report.model_name,
-            "sml.champion_version": report.champion_version,
-            "sml.candidate_version": report.candidate_version,
-            "sml.verdict": "pass" if report.passed else "fail",
-        },
-    )
-    run_id = str(run.info.run_id)
-    metrics = report_metrics(report)
-    for key, value in metrics.items():
-        client.log_metric(run_id, key, value)
-    with tempfile.TemporaryDirectory() as tmp:
-        md = Path(tmp) / "shadow-report.md"
-        md.write_text(markdown)
-        js = Path(tmp) / "shadow-report.json"
-        js.write_text(json.dumps(report.as_dict(), indent=2, default=str))
-        for path in (md, js, *files):
-            client.log_artifact(run_id, str(path), artifact_path="shadow")
-    client.set_terminated(run_id)
-    return run_id
 
 
 def report_metrics(report: ShadowReport) -> dict[str, float]:
