@@ -456,7 +456,7 @@ def aa_bench(workdir: Path, database_url: str, config: AAConfig) -> Iterator[Ben
     from core.db import make_engine, upgrade
     from core.ledger import record_release
     from core.registry import ModelRegistry
-    from models import FAMILIES
+    from models import FAMILIES, handoff_labels
 
     env = router_env(workdir, database_url)
     settings = controller_settings(env, config)
@@ -472,7 +472,7 @@ def aa_bench(workdir: Path, database_url: str, config: AAConfig) -> Iterator[Ben
     agreement = twin_agreement(registry, twins, texts)
     try:
         with routers(env, config.routers, workdir) as urls:
-            policy = CanaryPolicy.from_settings(settings)
+            policy = CanaryPolicy.from_settings(settings, handoff_labels=handoff_labels())
             yield Bench(engine, settings, policy, registry, twins, urls, texts, config, agreement)
     finally:
         engine.dispose()
