@@ -6,9 +6,9 @@ and the body-size middleware; the fixed formats (ids, kinds) are checked here.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from serving.startup_fallback import StateSource
 
@@ -24,12 +24,33 @@ THUMBS_VALUES = ("up", "down", "1", "+1", "-1", "0", "positive", "negative", "go
 Role = Literal["champion", "candidate", "shadow", "fallback"]
 
 
+def _storable(text: str) -> str:
+    """`text` unchanged when every character can be stored and logged as UTF-8.
+
+    Raises:
+        ValueError: a NUL character (Postgres text refuses it) or an unpaired surrogate
+            (U+D800-U+DFFF: not encodable as UTF-8), naming the position, never the text.
+    """
+    for position, char in enumerate(text):
+        if char == "\x00" or "\ud800" <= char <= "\udfff":
+            kind = "a NUL character" if char == "\x00" else "an unpaired surrogate"
+            raise ValueError(f"must not contain {kind} (position {position})")
+    return text
+
+
+StorableText = Annotated[str, AfterValidator(_storable)]
+"""Text the router logs: refused at the schema (422) when it holds NUL or an unpaired
+surrogate, so nothing is accepted that the traffic table would then refuse."""
+
+
 class PredictRequest(BaseModel):
     """A text to classify, with the ids used for sticky routing and feedback joins."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    text: str = Field(min_length=1, description="the input text (limit: ROUTER_MAX_TEXT_CHARS)")
+    text: StorableText = Field(
+        min_length=1, description="the input text (limit: ROUTER_MAX_TEXT_CHARS)"
+    )
     user_id: str | None = Field(
         None,
         pattern=USER_ID_PATTERN,
@@ -59,7 +80,9 @@ class AnswerRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    text: str = Field(min_length=1, description="the question (limit: ROUTER_MAX_TEXT_CHARS)")
+    text: StorableText = Field(
+        min_length=1, description="the question (limit: ROUTER_MAX_TEXT_CHARS)"
+    )
     user_id: str | None = Field(
         None,
         pattern=USER_ID_PATTERN,
@@ -108,7 +131,7 @@ class FeedbackRequest(BaseModel):
 
     request_id: str = Field(pattern=REQUEST_ID_PATTERN)
     kind: Literal["thumbs", "label"]
-    value: str = Field(
+    value: StorableText = Field(
         min_length=1,
         max_length=128,
         description="thumbs: up|down (or 1/-1, good/bad); label: the true intent",

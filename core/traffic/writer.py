@@ -15,7 +15,7 @@ to the spill file.
 
 Guarantees and limits:
 - No row is dropped. A row the database refuses for a reason that is not an outage (a
-  constraint or data error) is isolated row by row and written to a `rejected-*.jsonl`
+  constraint or data error) is isolated by halving the batch and written to a `rejected-*.jsonl`
   file next to the spill files, logged and counted, so one bad row cannot block the rest.
 - Replay is at-least-once across a crash: replay progress is stored after each committed
   batch, so a process killed between a commit and that note replays one batch twice.
@@ -272,24 +272,35 @@ class TrafficWriter:
             self.on_flush(len(batch), time.perf_counter() - started)
 
     def _isolate_rejects(self, batch: list[Record], exc: BaseException) -> None:
-        """The database refused the batch for a non-outage reason: write row by row and
-        keep the refused rows in a rejected file."""
+        """The database refused the batch for a non-outage reason: split it in halves until
+        each refused row stands alone (one bad row in n costs about 2 log2(n) writes, not n)
+        and keep the refused rows in a rejected file."""
         log.error("traffic batch refused (%s); isolating bad rows", type(exc).__name__)
-        rejected = []
-        for record in batch:
-            try:
-                self._write([record])
-                self._written += 1
-            except Exception as row_exc:
-                if is_outage(row_exc):
-                    self._mark_down(row_exc)
-                    self._spill_records([record])
-                    continue
-                rejected.append(record)
+        rejected: list[Record] = []
+        self._bisect(batch, rejected)
         if rejected:
             path = spill.append_rejected(self._spill_dir, rejected)
             self._rejected += len(rejected)
             log.error("%d traffic rows refused by the database, kept in %s", len(rejected), path)
+
+    def _bisect(self, batch: list[Record], rejected: list[Record]) -> None:
+        """Write both halves of a refused `batch`; a refused half is split again, a refused
+        single row goes to `rejected`; a half that meets an outage is spilled."""
+        if len(batch) == 1:
+            rejected.append(batch[0])
+            return
+        middle = len(batch) // 2
+        for half in (batch[:middle], batch[middle:]):
+            try:
+                self._write(half)
+            except Exception as exc:
+                if is_outage(exc):
+                    self._mark_down(exc)
+                    self._spill_records(half)
+                else:
+                    self._bisect(half, rejected)
+            else:
+                self._written += len(half)
 
     # --- spilling ------------------------------------------------------------------------
     def _spill_records(self, records: list[Record]) -> None:

@@ -249,6 +249,32 @@ def test_refused_rows_are_kept_aside_and_others_written(postgres_url: str, tmp_p
     engine.dispose()
 
 
+@pytest.mark.postgres
+def test_bad_rows_are_isolated_by_halving_not_row_by_row(postgres_url: str, tmp_path: Path) -> None:
+    """3 refused rows in a batch of 500: every other row written, in a few dozen writes
+    (row by row would be 497); the batch after it is one write again."""
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    writer = TrafficWriter(engine, spill_dir=tmp_path / "spill", batch_size=500)
+    writes: list[int] = []
+    writer.on_flush = lambda rows, _seconds: writes.append(rows)
+    writer.start()
+    bad = {3, 250, 499}
+    for i in range(500):
+        writer.enqueue(_row(i, version="x" * 40 if i in bad else "1"))
+    assert writer.flush()
+    print(f"\n3 bad rows in 500: {len(writes)} successful writes")
+    assert sum(writes) == 497
+    assert len(writes) <= 3 * 2 * 9  # about 2 log2(500) per bad row
+    for i in range(500, 600):
+        writer.enqueue(_row(i))
+    writer.close()
+    assert writes[-1] == 100
+    assert _count(engine) == 597
+    assert writer.stats().rejected == 3
+    engine.dispose()
+
+
 def test_replay_resumes_at_noted_progress_and_skips_bad_lines(
     engine: Engine, tmp_path: Path
 ) -> None:
