@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from serving.limits import validation_detail
@@ -158,7 +158,16 @@ async def ready(service: ServiceDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if not missing else 503)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(service: ServiceDep) -> Response:
     """Prometheus metrics of this router."""
     return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)

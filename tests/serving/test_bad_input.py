@@ -104,3 +104,17 @@ def test_a_load_with_unstorable_requests_stores_every_accepted_row(
     stats = writer.stats()
     assert stats.rejected == 0
     assert writer.buffered == 0
+
+
+def test_the_openapi_schema_says_what_metrics_and_bad_bodies_answer(
+    state_engine: Engine, run_router: RouterFactory
+) -> None:
+    router = _router(state_engine, run_router)
+    spec = router.client.get("/openapi.json").json()
+    metrics = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]
+    response = router.client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    predict = spec["paths"]["/predict"]["post"]["responses"]
+    assert "400" not in predict
+    assert "422" in predict
