@@ -25,13 +25,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
-from rich.table import Table
 
+from cli.demo_report import MODEL, print_load_test, print_summary
+from cli.demo_users import USER_DAYS, SimulatedUsers
 from config import Settings, get_settings
 
-MODEL = "intent-classifier"
 DEMO_IMAGE = "demo-image-2"
 
 # The demo's short canary policy (a laptop minute, not a production hour). Applied to the
@@ -70,20 +69,10 @@ PREFECT_QUIET: dict[str, str] = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 MAX_TICKS_PER_STAGE = 10
-HANDOFF = "talk_to_agent"
-ANSWER_LEAD = "faq-retriever"  # whose role an /answer request is counted under
-# The simulated users talk as users did over the last month (phrasing drifts: create_data.py)
-USER_DAYS = 30
 # The stale candidate of the behaviour story: v1's configuration on data this old.
 STALE_DAYS = 120
 STALE_USERS = 600  # users per controller tick in that story
 STALE_CONFIG: dict[str, Any] = {"training_window_days": None, "word_ngram_max": 1}
-# How a simulated user reacts to a right (True) or wrong (False) answer: thumbs (with a
-# label half the time), leave without a word, ask again (rephrased), ask for an agent.
-USER_REACTIONS: dict[bool, dict[str, float]] = {
-    True: {"thumbs_up": 0.60, "leave": 0.36, "again": 0.03, "agent": 0.01},
-    False: {"thumbs_down": 0.10, "leave": 0.10, "again": 0.55, "agent": 0.25},
-}
 Users = Callable[[Settings, int], dict[str, int]]
 """Simulated users: (settings, requests) -> requests served per role."""
 
@@ -135,7 +124,7 @@ def apply_demo_environment() -> None:
 
 
 @dataclass
-class Lifecycle:
+class Lifecycle(SimulatedUsers):
     """State shared by the lifecycle steps of one demo run."""
 
     seed: int = 11
@@ -177,72 +166,6 @@ class Lifecycle:
             self.texts = users["text"].tolist()
             self.intents = users["intent"].tolist()
         return self.client
-
-    def _users(
-        self, settings: Settings, requests: int, endpoint: str = "predict"
-    ) -> dict[str, int]:
-        """`requests` simulated users, each with a short session through the router's
-        `endpoint` (predict or answer): they ask, then react to the answer as users do
-        (`USER_REACTIONS`): a wrong one makes them ask again or ask for an agent more
-        often. Returns requests served per role (the retriever's role for /answer)."""
-        client = self._router(settings)
-        rng = np.random.default_rng(self.seed + self.served)
-        roles: dict[str, int] = {}
-        for k in range(requests):
-            self._session(client, rng, f"user-{self.served + k}", roles, endpoint)
-        self.served += requests
-        self.service.writer.flush()
-        return roles
-
-    def _ask(self, client: Any, endpoint: str, i: int, user: str) -> tuple[str, str, bool]:
-        """Query `i` as `user`: (request id, role, whether the user got what they asked:
-        the intent from /predict; an answer of that intent from /answer)."""
-        response = client.post(f"/{endpoint}", json={"text": self.texts[i], "user_id": user})
-        response.raise_for_status()
-        body = response.json()
-        if endpoint == "answer":
-            right = any(a["intent"] == self.intents[i] for a in body["answers"])
-            return body["request_id"], body["served"][ANSWER_LEAD]["role"], right
-        return body["request_id"], body["role"], body["intent"] == self.intents[i]
-
-    def _session(
-        self,
-        client: Any,
-        rng: np.random.Generator,
-        user: str,
-        roles: dict[str, int],
-        endpoint: str,
-    ) -> None:
-        """One user: a query, a reaction; a follow-up query gets its own reaction (after
-        which the user stops asking)."""
-        i = int(rng.integers(len(self.texts)))
-        for follow_up in (False, True):
-            request_id, role, right = self._ask(client, endpoint, i, user)
-            roles[role] = roles.get(role, 0) + 1
-            weights = USER_REACTIONS[right]
-            reaction = str(rng.choice(list(weights), p=list(weights.values())))
-            if reaction in ("again", "agent") and not follow_up:
-                i = self._next_query(rng, self.intents[i] if reaction == "again" else HANDOFF)
-                continue
-            if reaction.startswith("thumbs"):
-                self._feedback(client, rng, request_id, reaction, self.intents[i])
-            return
-
-    def _next_query(self, rng: np.random.Generator, intent: str) -> int:
-        """Another query of `intent` (the user rephrases, or asks for a person)."""
-        same = [j for j, known in enumerate(self.intents) if known == intent]
-        return int(rng.choice(same)) if same else int(rng.integers(len(self.texts)))
-
-    @staticmethod
-    def _feedback(
-        client: Any, rng: np.random.Generator, request_id: str, reaction: str, intent: str
-    ) -> None:
-        """Thumbs up/down, and half the time the true intent as a label."""
-        thumbs = {"request_id": request_id, "kind": "thumbs", "value": reaction.split("_")[1]}
-        client.post("/feedback", json=thumbs).raise_for_status()
-        if rng.random() < 0.5:
-            label = {"request_id": request_id, "kind": "label", "value": intent}
-            client.post("/feedback", json=label).raise_for_status()
 
     def _use_env(self, env: str) -> Settings:
         """Switch the demo to `env` (its own router, aliases and releases); new Settings."""
@@ -339,36 +262,7 @@ class Lifecycle:
                 f"McNemar p={a.mcnemar_p_value:.3g}"
             )
         console.print(f"[bold]{report.gate.summary()}[/bold]")
-        self._print_load_test(settings, console)
-
-    @staticmethod
-    def _print_load_test(settings: Settings, console: Console) -> None:
-        """The pre-canary load test the shadow evaluation ran (its ledger event)."""
-        from core import ledger
-
-        engine = _engine(settings)
-        try:
-            events = [
-                e
-                for r in ledger.active_rollouts(engine, settings.ENVIRONMENT)
-                for e in ledger.rollout_events(engine, r.id)
-                if e.kind == "load_test" and e.figures
-            ]
-        finally:
-            engine.dispose()
-        for event in events:
-            figures = event.figures or {}
-            sides = []
-            for side in ("champion", "candidate"):
-                at_rate = figures[side]["target_rate"]
-                saturated = figures[side]["saturation"]
-                quantiles = "/".join(_num(at_rate[q]) for q in ("p50_ms", "p95_ms", "p99_ms"))
-                sides.append(
-                    f"{side} v{figures[f'{side}_version']}: p50/p95/p99 {quantiles} ms, "
-                    f"{_num(saturated['throughput_rps'], 0)} req/s at saturation"
-                )
-            console.print("load test on real routers (loopback): " + "; ".join(sides))
-            console.print(f"[bold]{event.reason}[/bold]")
+        print_load_test(settings, console)
 
     def step_canary(self, settings: Settings, console: Console) -> None:
         """Controller ticks with users in between, stage by stage, up to promotion."""
@@ -465,47 +359,8 @@ class Lifecycle:
 
     def step_summary(self, settings: Settings, console: Console) -> None:
         """Releases, rollouts with their events, aliases; PNG plots of each stage."""
-        from cli.resources import open_registry
-        from core import ledger
-        from core.plots import stage_plot
-        from core.reporting import stage_records
-
         self.close()
-        engine = _engine(settings)
-        try:
-            table = Table(title="releases of stg and prd")
-            for column in ("#", "env", "tag", "models", "reason"):
-                table.add_column(column)
-            for env in ("stg", "prd"):
-                for r in reversed(ledger.releases_history(engine, env, 10)):
-                    models = str(r.model_versions)
-                    table.add_row(str(r.id), env, r.tag, models, (r.reason or "")[:60])
-            console.print(table)
-            out_dir = settings.reports_dir
-            for rollout_id in self.rollouts:
-                rollout = ledger.get_rollout(engine, rollout_id)
-                events = ledger.rollout_events(engine, rollout_id)
-                console.print(
-                    f"rollout #{rollout.id} v{rollout.candidate_version} vs "
-                    f"v{rollout.champion_version}: {rollout.status}; events: "
-                    + ", ".join(e.kind for e in events)
-                )
-                stages = stage_records(
-                    rollout_id, events, ledger.rollout_stages(engine, rollout_id)
-                )
-                if stages:
-                    path = stage_plot(
-                        f"rollout #{rollout.id}: {MODEL} v{rollout.candidate_version} "
-                        f"({rollout.status})",
-                        [{"label": s.label, "figures": s.figures} for s in stages],
-                        Path(out_dir) / f"rollout-{rollout.id}-stages.png",
-                    )
-                    console.print(f"  stage figures plotted: {path}")
-            aliases = open_registry(settings).aliases(MODEL)
-            console.print(f"MLflow aliases of {MODEL} (per environment): {aliases}")
-            console.print(f"reports (PNG, markdown): {out_dir}")
-        finally:
-            engine.dispose()
+        print_summary(settings, console, self.rollouts)
 
 
 def _engine(settings: Settings) -> Any:
@@ -516,7 +371,3 @@ def _engine(settings: Settings) -> Any:
 
 def _roles(roles: dict[str, int]) -> str:
     return ", ".join(f"{n} {role}" for role, n in sorted(roles.items()))
-
-
-def _num(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"

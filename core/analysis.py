@@ -45,7 +45,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.types import Float, Integer, String
 
-from core.behaviour import BehaviourCounts, BehaviourWindows, behaviour_counts
+from core.behaviour import BehaviourWindows, behaviour_counts
 from core.db.models import UTCDateTime
 
 # Values of a `thumbs` feedback row that count as negative (the router accepts these).
@@ -320,12 +320,7 @@ def stage_figures(
                 over = _count_over_relative(conn, params, threshold)
                 candidate = replace(candidate, over_relative=over)
         if behaviour is not None:
-            counts = behaviour_counts(
-                conn, rollout_id=rollout_id, model_name=model_name,
-                since=since, until=until, windows=behaviour,
-            )  # fmt: skip
-            champion = _with_behaviour(champion, counts.get("champion"))
-            candidate = _with_behaviour(candidate, counts.get("candidate"))
+            champion, candidate = _with_behaviour(conn, params, behaviour, champion, candidate)
     return StageFigures(
         rollout_id=rollout_id,
         since=since,
@@ -379,6 +374,22 @@ def _count_over_relative(conn: Connection, params: dict[str, Any], threshold: fl
     return int(over)
 
 
-def _with_behaviour(arm: ArmFigures, counts: BehaviourCounts | None) -> ArmFigures:
-    """`arm` with its behaviour counts (unchanged when the arm had no followed answers)."""
-    return arm if counts is None else replace(arm, **asdict(counts))
+def _with_behaviour(
+    conn: Connection,
+    params: dict[str, Any],
+    windows: BehaviourWindows,
+    champion: ArmFigures,
+    candidate: ArmFigures,
+) -> tuple[ArmFigures, ArmFigures]:
+    """Both arms with their users' behaviour counts (core.behaviour) over the window; an
+    arm with no followed answers is unchanged."""
+    counts = behaviour_counts(
+        conn, rollout_id=params["rollout_id"], model_name=params["model_name"],
+        since=params["since"], until=params["until"], windows=windows,
+    )  # fmt: skip
+    found = [counts.get(role) for role in ("champion", "candidate")]
+    champion, candidate = (
+        arm if c is None else replace(arm, **asdict(c))
+        for arm, c in zip((champion, candidate), found, strict=True)
+    )
+    return champion, candidate
