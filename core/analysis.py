@@ -47,6 +47,7 @@ from sqlalchemy.types import Float, Integer, String
 
 from core.behaviour import BehaviourWindows, behaviour_counts
 from core.db.models import UTCDateTime
+from core.sequential import clustered_variance
 
 # Values of a `thumbs` feedback row that count as negative (the router accepts these).
 NEGATIVE_THUMBS: tuple[str, ...] = ("down", "-1", "0", "negative", "bad")
@@ -137,11 +138,24 @@ GROUP BY t.role
 
 # The second statement, once the champion's p95 is known: candidate requests slower than
 # champion p95 x (1 + margin).
-_OVER_RELATIVE_SQL = """
-SELECT count(*) FROM traffic
-WHERE rollout_id = :rollout_id AND model_name = :model_name AND ts >= :since AND ts < :until
-  AND role = 'candidate' AND latency_ms > :threshold
+# The candidate's slow requests per second of the window: their total, and the sums a
+# cluster-robust variance needs (latency comes in bursts: a GC pause or a busy core slows
+# every request of that moment, so requests of one second are not independent draws).
+_OVER_CLUSTERS_SQL = """
+SELECT count(*) AS clusters, sum(n) AS n, sum(o_rel) AS o_rel, sum(o_rel * o_rel) AS o_rel_sq,
+       sum(o_rel * n) AS o_rel_n, sum(o_lim * o_lim) AS o_lim_sq, sum(o_lim * n) AS o_lim_n,
+       sum(n * n) AS n_sq, sum(o_lim) AS o_lim
+FROM (
+  SELECT count(*) AS n,
+         sum(CASE WHEN latency_ms > :threshold THEN 1 ELSE 0 END) AS o_rel,
+         sum(CASE WHEN latency_ms > :limit_ms THEN 1 ELSE 0 END) AS o_lim
+  FROM traffic
+  WHERE rollout_id = :rollout_id AND model_name = :model_name AND ts >= :since AND ts < :until
+    AND role = 'candidate'
+  GROUP BY {second}
+) per_second
 """
+_SECOND = {"sqlite": "substr(ts, 1, 19)", "postgresql": "date_trunc('second', ts)"}
 
 # Sorting a stage's latencies in memory rather than in temp files, and no JIT compile
 # (it costs more than it saves on these short scans). Postgres only, this transaction only.
@@ -153,7 +167,9 @@ class ArmFigures:
     """What one arm of a rollout did over a window.
 
     over_limit: requests slower than the hard p95 limit; over_relative: requests slower
-    than the champion's p95 x (1 + p95 margin) over the same window.
+    than the champion's p95 x (1 + p95 margin) over the same window; *_var: the
+    cluster-robust variance of those proportions, the requests of one second being a
+    cluster (None: fewer than two seconds served, or not computed).
     """
 
     n: int = 0
@@ -161,6 +177,8 @@ class ArmFigures:
     p95_ms: float | None = None
     over_limit: int = 0
     over_relative: int = 0
+    over_limit_var: float | None = None
+    over_relative_var: float | None = None
     negative_feedback: int = 0
     followup_n: int = 0
     reformulations: int = 0
@@ -317,8 +335,7 @@ def stage_figures(
         if champion.p95_ms is not None:
             threshold = champion.p95_ms * (1.0 + p95_margin)
             if candidate.n:
-                over = _count_over_relative(conn, params, threshold)
-                candidate = replace(candidate, over_relative=over)
+                candidate = _over_relative(conn, params, threshold, candidate)
         if behaviour is not None:
             champion, candidate = _with_behaviour(conn, params, behaviour, champion, candidate)
     return StageFigures(
@@ -353,25 +370,40 @@ def _sqlite_arms(conn: Connection, params: dict[str, Any]) -> tuple[ArmFigures, 
     return arms.get("champion", ArmFigures()), arms.get("candidate", ArmFigures())
 
 
-def _count_over_relative(conn: Connection, params: dict[str, Any], threshold: float) -> int:
-    """Candidate requests of the window slower than `threshold` ms."""
-    over = conn.execute(
-        text(_OVER_RELATIVE_SQL).bindparams(
-            bindparam("rollout_id", type_=Integer()),
-            bindparam("model_name", type_=String()),
-            bindparam("since", type_=UTCDateTime()),
-            bindparam("until", type_=UTCDateTime()),
-            bindparam("threshold", type_=Float()),
+def _over_relative(
+    conn: Connection, params: dict[str, Any], threshold: float, candidate: ArmFigures
+) -> ArmFigures:
+    """`candidate` with its requests slower than `threshold` ms counted, and the
+    cluster-robust variances (clusters: seconds) of both slow proportions."""
+    sql = _OVER_CLUSTERS_SQL.format(second=_SECOND.get(conn.dialect.name, _SECOND["sqlite"]))
+    row = (
+        conn.execute(
+            text(sql).bindparams(
+                bindparam("rollout_id", type_=Integer()),
+                bindparam("model_name", type_=String()),
+                bindparam("since", type_=UTCDateTime()),
+                bindparam("until", type_=UTCDateTime()),
+                bindparam("threshold", type_=Float()),
+                bindparam("limit_ms", type_=Float()),
+            ),
+            params | {"threshold": threshold},
+        )
+        .mappings()
+        .one()
+    )
+    clusters, n, n_sq = int(row["clusters"] or 0), int(row["n"] or 0), int(row["n_sq"] or 0)
+    return replace(
+        candidate,
+        over_relative=int(row["o_rel"] or 0),
+        over_relative_var=clustered_variance(
+            clusters, n, n_sq, int(row["o_rel"] or 0), int(row["o_rel_sq"] or 0),
+            int(row["o_rel_n"] or 0),
         ),
-        {
-            "rollout_id": params["rollout_id"],
-            "model_name": params["model_name"],
-            "since": params["since"],
-            "until": params["until"],
-            "threshold": threshold,
-        },
-    ).scalar_one()
-    return int(over)
+        over_limit_var=clustered_variance(
+            clusters, n, n_sq, int(row["o_lim"] or 0), int(row["o_lim_sq"] or 0),
+            int(row["o_lim_n"] or 0),
+        ),
+    )  # fmt: skip
 
 
 def _with_behaviour(

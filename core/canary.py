@@ -197,13 +197,15 @@ def sequential_tests(
             )
     if cand.n:
         tests["p95_limit"] = proportion_above(
-            cand.over_limit, cand.n, p0=P95_TAIL, alpha=alpha, tau=TAU_TAIL
-        )
+            cand.over_limit, cand.n, p0=P95_TAIL, alpha=alpha, tau=TAU_TAIL,
+            cluster_variance=cand.over_limit_var,
+        )  # fmt: skip
         known = not full and champ.n >= policy.min_samples
         if figures.relative_threshold_ms is not None and known:
             tests["p95_vs_champion"] = proportion_above(
-                cand.over_relative, cand.n, p0=P95_TAIL, alpha=alpha, tau=TAU_TAIL
-            )
+                cand.over_relative, cand.n, p0=P95_TAIL, alpha=alpha, tau=TAU_TAIL,
+                cluster_variance=cand.over_relative_var,
+            )  # fmt: skip
     return tests
 
 

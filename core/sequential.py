@@ -123,11 +123,23 @@ def difference_of_proportions(
     )
 
 
-def proportion_above(x: int, n: int, *, p0: float, alpha: float, tau: float) -> SequentialResult:
+def proportion_above(
+    x: int,
+    n: int,
+    *,
+    p0: float,
+    alpha: float,
+    tau: float,
+    cluster_variance: float | None = None,
+) -> SequentialResult:
     """Test H0: p <= p0 against "greater" for one proportion, valid at every look.
 
     Used for latency quantiles: "p95 above T" is the same as "more than 5% of requests
-    slower than T", a proportion whose null variance p0(1-p0)/n is known exactly.
+    slower than T", a proportion whose null variance is p0(1-p0)/n for independent
+    requests. Latency is not independent from one request to the next (a pause slows
+    everything in flight), so `cluster_variance` (`clustered_variance` over the seconds of
+    the window) replaces it when larger: the test never assumes more independence than
+    the requests show.
 
     Raises:
         ValueError: on a count outside [0, n], p0 outside (0, 1) or alpha outside (0, 1).
@@ -140,8 +152,23 @@ def proportion_above(x: int, n: int, *, p0: float, alpha: float, tau: float) -> 
     if n == 0:
         return _no_evidence(0.0, p0, alpha)
     estimate = x / n
-    variance = p0 * (1.0 - p0) / n
+    variance = max(p0 * (1.0 - p0) / n, cluster_variance or 0.0)
     return _result(estimate, p0, log_mixture_likelihood_ratio(estimate, p0, variance, tau), alpha)
+
+
+def clustered_variance(
+    clusters: int, n: int, n_sq: int, x: int, x_sq: int, x_n: int
+) -> float | None:
+    """The cluster-robust (sandwich) variance of the proportion x/n, from per-cluster counts
+    summed in SQL: n = sum n_c, n_sq = sum n_c^2, x = sum x_c, x_sq = sum x_c^2,
+    x_n = sum x_c n_c. It is sum (x_c - p n_c)^2 / n^2 x G / (G - 1) with p = x / n over
+    G clusters; None with fewer than two clusters (nothing to estimate it from).
+    """
+    if clusters < 2 or n <= 0:
+        return None
+    p = x / n
+    spread = x_sq - 2.0 * p * x_n + p * p * n_sq
+    return max(spread, 0.0) / (n * n) * clusters / (clusters - 1)
 
 
 def _shrunk_variance(x: int, n: int) -> float:

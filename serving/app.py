@@ -18,6 +18,7 @@ from config import Settings, get_settings
 from serving.errors import http_error_handler, validation_error_handler
 from serving.limits import BodySizeLimit
 from serving.model_cache import ModelSource
+from serving.openapi import served_openapi
 from serving.rollout_state import StateReader
 from serving.routes import router
 from serving.service import RouterService
@@ -94,4 +95,5 @@ def create_app(  # noqa: PLR0913 (each is an independent part of the router)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
     app.include_router(router)
+    app.openapi = served_openapi(app, settings.MODELS)  # type: ignore[method-assign]
     return app

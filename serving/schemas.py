@@ -6,9 +6,9 @@ and the body-size middleware; the fixed formats (ids, kinds) are checked here.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from serving.startup_fallback import StateSource
 
@@ -19,7 +19,8 @@ REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
 
 # What /feedback accepts for thumbs; core.analysis counts down/-1/0/negative/bad as negative.
-THUMBS_VALUES = ("up", "down", "1", "+1", "-1", "0", "positive", "negative", "good", "bad")
+Thumbs = Literal["up", "down", "1", "+1", "-1", "0", "positive", "negative", "good", "bad"]
+THUMBS_VALUES: tuple[str, ...] = get_args(Thumbs)
 
 Role = Literal["champion", "candidate", "shadow", "fallback"]
 
@@ -124,24 +125,31 @@ class AnswerResponse(BaseModel):
     )
 
 
-class FeedbackRequest(BaseModel):
-    """Feedback on a served prediction, joined to traffic by request id."""
+class _Feedback(BaseModel):
+    """What every feedback body has: the served request it is about."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     request_id: str = Field(pattern=REQUEST_ID_PATTERN)
-    kind: Literal["thumbs", "label"]
-    value: StorableText = Field(
-        min_length=1,
-        max_length=128,
-        description="thumbs: up|down (or 1/-1, good/bad); label: the true intent",
-    )
 
-    @model_validator(mode="after")
-    def _check_thumbs(self) -> FeedbackRequest:
-        if self.kind == "thumbs" and self.value not in THUMBS_VALUES:
-            raise ValueError(f"thumbs feedback must be one of {', '.join(THUMBS_VALUES)}")
-        return self
+
+class ThumbsFeedback(_Feedback):
+    """A user's thumbs on an answer; core.analysis counts down/-1/0/negative/bad as negative."""
+
+    kind: Literal["thumbs"]
+    value: Thumbs = Field(description="up|down (or 1/-1, good/bad, positive/negative, +1/0)")
+
+
+class LabelFeedback(_Feedback):
+    """The true intent of a served request (from a reviewer or a later signal)."""
+
+    kind: Literal["label"]
+    value: StorableText = Field(min_length=1, max_length=128, description="the true intent")
+
+
+FeedbackRequest = Annotated[ThumbsFeedback | LabelFeedback, Field(discriminator="kind")]
+"""Feedback on a served prediction, joined to traffic by request id: `kind` says which
+(the OpenAPI document lists, per kind, exactly the values the route accepts)."""
 
 
 class FeedbackResponse(BaseModel):
