@@ -190,3 +190,13 @@ def test_platform_servers_run_on_postgres_from_secrets() -> None:
     assert "--artifacts-destination" in command
     assert prefect["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/api/health"
     assert mlflow["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/health"
+
+
+@pytest.mark.parametrize("env", sorted(OVERLAYS))
+def test_platform_servers_admit_the_environment_namespaces(env: str) -> None:
+    namespace = by_kind_name(render(OVERLAYS[env]))[("Namespace", f"stateful-ml-{env}")]
+    platform = by_kind_name(render(PLATFORM))
+    for policy in ("prefect-server-ingress", "mlflow-ingress"):
+        peers = platform[("NetworkPolicy", policy)]["spec"]["ingress"][0]["from"]
+        selector = peers[0]["namespaceSelector"]["matchLabels"]
+        assert selector.items() <= namespace["metadata"]["labels"].items(), policy
