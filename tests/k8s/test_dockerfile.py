@@ -4,9 +4,15 @@ defaults that serve on 0.0.0.0:8080 with writable state, and no tests in the ima
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +184,61 @@ def test_image_runs_the_python_the_project_requires(
     assert requires is not None
     assert requires.group(1) == ">=3.11,<3.12"
     assert {stage.base.split("@")[0] for stage in dockerfile[1]} == {"python:3.11-slim"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _container_env(runtime: Stage, root: Path, port: int) -> dict[str, str]:
+    """The runtime stage's ENV as the container would see it, its paths moved under `root`."""
+    env = {k: v for k, v in runtime.env().items() if "$" not in v}
+    local = env["LOCAL_DIR"]
+    env = {k: v.replace(local, str(root / "state")) for k, v in env.items()}
+    return {
+        **env,
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(root / "home"),
+        "ROUTER_PORT": str(port),
+        "IMAGE_VERSION": "dev",
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_image_defaults_serve_health_without_any_configuration(
+    dockerfile: tuple[list[str], list[Stage]], tmp_path: Path
+) -> None:
+    """`docker run -p 8080:8080 IMAGE`, without Docker: the image's CMD, ENV, working dir
+    and /app/.local link, on this machine's venv; then the image's HEALTHCHECK command."""
+    runtime = dockerfile[1][-1]
+    port = _free_port()
+    env = _container_env(runtime, tmp_path, port)
+    workdir = tmp_path / "app"
+    for folder in (workdir, tmp_path / "state", tmp_path / "home"):
+        folder.mkdir()
+    (workdir / ".local").symlink_to(tmp_path / "state")  # the image's `ln -s`
+    command = json.loads(runtime.args("CMD")[-1])
+    healthcheck = json.loads(runtime.args("HEALTHCHECK")[-1].split(" CMD ", 1)[1])
+
+    server = subprocess.Popen(
+        command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            probe = subprocess.run(
+                healthcheck, cwd=workdir, env=env, capture_output=True, check=False
+            )
+            if probe.returncode == 0 or time.monotonic() > deadline or server.poll() is not None:
+                break
+            time.sleep(1)
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+
+    assert probe.returncode == 0, stderr.decode()[-2000:]
+    # the settings' relative SQLite default landed in LOCAL_DIR through the link
+    assert (tmp_path / "state" / "state.db").exists()
