@@ -38,8 +38,6 @@ from core.registry import (
 from models.intent_classifier import GOLDEN_INPUTS
 from tests.factories import train_and_register
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
 BUCKET = "stateful-ml-artifacts"
 NAME = "intent-classifier"
 S3_ENV = {
@@ -195,6 +193,8 @@ def assert_round_trip(registry: ModelRegistry, s3: S3Server, prefix: str, fresh:
     assert check_version(reader, NAME, info.version).verdict == "broken"
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_register_and_load_through_mlflow_server_proxying_to_s3(
     s3: S3Server, mlflow_server: str, tmp_path: Path
 ) -> None:
@@ -207,6 +207,8 @@ def test_register_and_load_through_mlflow_server_proxying_to_s3(
     assert str(logged_model(registry).artifact_location).startswith("mlflow-artifacts:")
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_register_and_load_with_direct_s3_artifact_location(s3: S3Server, tmp_path: Path) -> None:
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
     registry = open_registry(tracking, f"s3://{BUCKET}/direct", tmp_path / "cache")
