@@ -131,7 +131,12 @@ class ModelArtifacts:
         staging = Path(tempfile.mkdtemp(prefix=".download-", dir=final.parent))
         try:
             downloaded = Path(
-                mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(staging))
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=location,
+                    dst_path=str(staging),
+                    # an `mlflow-artifacts:` URI resolves through this tracking server
+                    tracking_uri=self.versions.tracking_uri,
+                )
             )
             if not (downloaded / PICKLE_FILE).exists():
                 raise NotFoundError(f"{name} v{version}: the artifact holds no {PICKLE_FILE}")

@@ -191,6 +191,8 @@ def _log_model(
         mlflow.artifacts.download_artifacts(
             artifact_uri=f"{logged.artifact_location.rstrip('/')}/{PICKLE_FILE}",
             dst_path=str(work / "verify"),
+            # after the fluent block: an `mlflow-artifacts:` URI needs the server named
+            tracking_uri=versions.tracking_uri,
         )
     )
     return _StoredModel(info.model_id, logged.artifact_location, sha256_file(pickle_path))

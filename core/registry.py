@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from core.artifacts import DigestMismatchError, LoadedModel, ModelArtifacts
 from core.errors import NotFoundError
@@ -68,6 +69,22 @@ if TYPE_CHECKING:
     from config import Settings
 
 
+def experiment_artifact_location(tracking_uri: str, location: str) -> str | None:
+    """The artifact root to create experiments at, from the settings' location.
+
+    A URI (`s3://bucket/prefix`: clients write there directly; `mlflow-artifacts:/prefix`:
+    through the tracking server's `--artifacts-destination`) is kept as it is. A plain
+    path is resolved to an absolute path for a local tracking store (sqlite, file); with
+    a tracking *server* a path on this machine means nothing to other pods, so None lets
+    the server choose its own default root (proxied when it serves artifacts).
+    """
+    if urlsplit(location).scheme:
+        return location
+    if urlsplit(tracking_uri).scheme in ("http", "https"):
+        return None
+    return str(Path(location).resolve())
+
+
 class ModelRegistry(ModelVersions):
     """Registered versions, aliases and verified loading, over one MLflow tracking store."""
 
@@ -100,13 +117,12 @@ class ModelRegistry(ModelVersions):
         `families` (e.g. `models.FAMILIES`) is needed to register versions with their
         family lineage and to judge them in `core.compat`; reading and loading need none.
         """
-        location = settings.MLFLOW_ARTIFACT_LOCATION
-        if "://" not in location:
-            location = str(Path(location).resolve())
         return cls(
             settings.MLFLOW_TRACKING_URI,
             settings.MODEL_CACHE_DIR,
-            location,
+            experiment_artifact_location(
+                settings.MLFLOW_TRACKING_URI, settings.MLFLOW_ARTIFACT_LOCATION
+            ),
             experiment=settings.MLFLOW_EXPERIMENT,
             image_version=settings.IMAGE_VERSION,
             code_version=settings.CODE_VERSION,
@@ -241,6 +257,7 @@ __all__ = [
     "ModelVersionInfo",
     "check_model_name",
     "compat_tag",
+    "experiment_artifact_location",
     "golden_digest",
     "package_versions",
     "predict_each",

@@ -1,9 +1,12 @@
-"""The Kubernetes work pool's base job template, with envFrom for every flow-run pod.
+"""The Kubernetes work pool's base job template: envFrom, resources, security, TTL.
 
 The Prefect worker copies only its own PREFECT_* settings into the Jobs it creates, so the
 ConfigMap `stateful-ml-env` and the Secret `stateful-ml-secrets` reach flow-run pods only
 through the work pool's base job template. This script builds that template from
-prefect-kubernetes' default and either writes it or applies it to a Prefect server:
+prefect-kubernetes' default, adds resource requests and a memory limit, a finished-Job
+TTL, the restricted security context (non-root, read-only root filesystem with emptyDir
+volumes for what a run writes, no privilege escalation, RuntimeDefault seccomp, no
+capabilities) and a pod label the NetworkPolicies select, then writes or applies it:
 
     uv run python k8s/work_pool_template.py write
         regenerate k8s/base/work-pool-template.json (a test keeps it equal to `build`)
@@ -33,10 +36,40 @@ ENV_FROM_DEFAULT: list[dict[str, Any]] = [
     {"configMapRef": {"name": CONFIGMAP_NAME}},
     {"secretRef": {"name": SECRET_NAME}},
 ]
+#: Defaults of prefect-kubernetes' own variables (a deployment's job_variables override
+#: them). No CPU limit: a throttled training run is slower, not safer; memory is limited.
+VARIABLE_DEFAULTS: dict[str, Any] = {
+    "cpu_request": "500m",
+    "memory_request": "1Gi",
+    "memory_limit": "4Gi",
+    "finished_job_ttl": 3600,  # finished Jobs and their pods are deleted after an hour
+    "service_account_name": "stateful-ml-app",  # no Kubernetes API token (k8s/base/rbac.yaml)
+}
+#: The pod label k8s/base/network-policy.yaml selects (Prefect adds its own labels).
+FLOW_RUN_LABELS = {"app.kubernetes.io/name": "stateful-ml-flow-run"}
+#: The image's user (Dockerfile) and the restrictions every Stateful ML container runs with.
+APP_UID = 10001
+POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": APP_UID,
+    "runAsGroup": APP_UID,
+    "fsGroup": APP_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+#: The root filesystem is read-only: what a flow run writes goes to emptyDir volumes.
+#: LOCAL_DIR (reports, model cache, spill), /tmp, and HOME (Prefect home, matplotlib config).
+WRITABLE_DIRS = {"local-state": "/var/lib/stateful-ml", "tmp": "/tmp", "home": "/home/app"}  # noqa: S108
 
 
 def build_template(namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
-    """The default Kubernetes base job template plus an `env_from` variable on the container.
+    """The default Kubernetes base job template, hardened (module docstring), with `env_from`.
 
     `namespace` becomes the default of the `namespace` variable (a deployment's
     job_variables can still override it).
@@ -56,15 +89,31 @@ def build_template(namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
         "default": copy.deepcopy(ENV_FROM_DEFAULT),
     }
     properties["namespace"]["default"] = namespace
+    for name, value in VARIABLE_DEFAULTS.items():
+        properties[name]["default"] = value
     job_spec = template["job_configuration"]["job_manifest"]["spec"]
+    _harden_pod(job_spec["template"])
     pod_spec = job_spec["template"]["spec"]
-    pod_spec["containers"][0]["envFrom"] = "{{ env_from }}"
     # The default template puts these Job fields in the pod spec, where the API server
     # drops them with a warning (and strict field validation refuses): move them.
     for field in ("completions", "parallelism"):
         if field in pod_spec:
             job_spec[field] = pod_spec.pop(field)
     return template
+
+
+def _harden_pod(pod_template: dict[str, Any]) -> None:
+    """Labels, security contexts, writable volumes and envFrom on the flow-run pod."""
+    pod_template.setdefault("metadata", {}).setdefault("labels", {}).update(FLOW_RUN_LABELS)
+    pod_spec = pod_template["spec"]
+    pod_spec["securityContext"] = copy.deepcopy(POD_SECURITY_CONTEXT)
+    pod_spec["volumes"] = [{"name": name, "emptyDir": {}} for name in WRITABLE_DIRS]
+    container = pod_spec["containers"][0]
+    container["envFrom"] = "{{ env_from }}"
+    container["securityContext"] = copy.deepcopy(CONTAINER_SECURITY_CONTEXT)
+    container["volumeMounts"] = [
+        {"name": name, "mountPath": path} for name, path in WRITABLE_DIRS.items()
+    ]
 
 
 def render_json(template: dict[str, Any]) -> str:
