@@ -25,7 +25,8 @@ class Fitted:
     def fits(self, console: Console, options: ConsoleOptions) -> bool:
         """True when the table's narrowest layout (each column as wide as its longest
         word) fits the width."""
-        return Measurement.get(console, options, self.table).minimum <= options.max_width
+        # Measurement.get would clamp to the width: ask the table itself
+        return self.table.__rich_measure__(console, options).minimum <= options.max_width
 
     def blocks(self) -> Group:
         """Each row as `column: value` lines under a rule, the title first."""
