@@ -1,4 +1,4 @@
-"""`sml rollout start|pause|resume|abort|rollback|promote|set-stage|show|list`.
+"""`sml rollout start|pause|resume|abort|rollback|promote|set-stage|show|list|plot`.
 
 Steer one rollout by hand (the controller does it on a schedule). Each command is one
 call into `core.ledger`; the registry is opened only by commands that move MLflow aliases
@@ -19,6 +19,7 @@ from cli.fit import Fitted
 from cli.options import Actor, AnyEnv, Env, Output, OutputFormat, Reason, RolloutId, operator
 from cli.records import event_json, print_json, rollout_record_json
 from cli.resources import ledger_database, open_registry
+from cli.rollout_plot import rollout_plot
 from cli.tables import events_table, fmt_time, rollouts_table, stage_text, versions_text
 from config import load_settings
 from core.errors import SmlError
@@ -44,6 +45,7 @@ rollout_app = typer.Typer(
     help="Start and steer rollouts by hand (the controller does it on a schedule).",
     no_args_is_help=True,
 )
+rollout_app.command("plot")(rollout_plot)
 
 
 def _print_rollout(verb: str, r: RolloutRecord) -> None:

@@ -238,3 +238,38 @@ def test_env_option_completes_the_known_environments() -> None:
     for args in (["status", "--env"], ["history", "-e"], ["rollout", "list", "--env"]):
         completion = ShellComplete(command, {}, "sml", "_SML_COMPLETE")
         assert [c.value for c in completion.get_completions(args, "s")] == ["stg"]
+
+
+def test_rollout_plot_writes_the_stages_png_and_logs_it_to_an_mlflow_run(
+    busy_ledger: dict[str, Any], sml: SmlRunner, ledger_db: Engine
+) -> None:
+    from mlflow import MlflowClient
+
+    from config import load_settings
+
+    settings = load_settings()
+    rollout_id = busy_ledger["canary"]
+    refused = sml("rollout", "plot", str(busy_ledger["shadow"]))
+    assert refused.code == 2
+    assert "no judged stage yet" in refused.err
+    arms = {"champion": {"n": 500, "error_rate": 0.01, "p95_ms": 40.0},
+            "candidate": {"n": 40, "error_rate": 0.0, "p95_ms": 35.0}}  # fmt: skip
+    ledger.record_event(
+        ledger_db, rollout_id, kind="advance", actor="rollout-controller",
+        figures={"figures": arms, "verdict": {"stage_index": 1}},
+    )  # fmt: skip
+
+    result = sml("rollout", "plot", str(rollout_id))
+
+    assert result.code == 0, result.err
+    png = settings.reports_dir / f"rollout-{rollout_id}-stages.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    client = MlflowClient(tracking_uri=settings.MLFLOW_TRACKING_URI)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name(settings.MLFLOW_EXPERIMENT).experiment_id],
+        filter_string=f"tags.`sml.rollout_id` = '{rollout_id}'",
+    )
+    assert run.data.tags["sml.candidate_version"] == "13"
+    shown = {a.path for a in client.list_artifacts(run.info.run_id, "rollout")}
+    assert f"rollout/rollout-{rollout_id}-stages.png" in shown
+    assert f"rollout/rollout-{rollout_id}.md" in shown
