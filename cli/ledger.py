@@ -21,7 +21,8 @@ from cli.options import Actor, AnyEnv, Env, Output, OutputFormat, Reason, operat
 from cli.records import diff_json, iso, print_json, release_json
 from cli.resources import ledger_database, open_registry
 from cli.rollout import rollout_app, stateful_models
-from cli.status import status
+from cli.status import status, status_now
+from cli.status_tree import status_tree
 from cli.tables import (
     diff_table,
     events_table,
@@ -30,7 +31,6 @@ from cli.tables import (
     models_text,
     rollouts_table,
     state_text,
-    status_table,
 )
 from config import Settings, load_settings
 from core.db import state_database
@@ -208,7 +208,7 @@ def demo_step(settings: Settings, console: Console) -> None:
             console.print(f"{env} runs [bold]{release.tag}[/bold]")
         stateful = stateful_models()
         console.print("[dim]$ sml status[/dim]")
-        console.print(status_table(engine, stateful=stateful))
+        console.print(status_tree(status_now(engine)))
         console.print(f"[dim]$ sml history --env {env}[/dim]")
         history = releases_history(engine, env, 10)
         console.print(history_table(history, f"releases of {env}", stateful=stateful))
@@ -233,8 +233,8 @@ class LedgerShortcuts:
         return core.ledger
 
     def status(self) -> None:
-        """Print the status table of every env."""
-        self.console.print(status_table(self.engine, stateful=stateful_models()))
+        """Print `sml status`: every env's tree."""
+        self.console.print(status_tree(status_now(self.engine)))
 
     def history(self, env: str, limit: int = 20) -> None:
         """Print an env's releases, newest first."""

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.live import Live
+from sqlalchemy import Engine
 
 from cli.options import AnyEnv, Output, OutputFormat
 from cli.records import print_json
@@ -29,16 +30,21 @@ from core.ledger import ENVIRONMENTS, check_env
 console = Console()
 
 
-def read_status(envs: tuple[str, ...]) -> dict[str, Any]:
-    """The status document of `envs` now (settings' canary policy, models' hand-off labels)."""
+def status_now(engine: Engine, envs: tuple[str, ...] = ENVIRONMENTS) -> dict[str, Any]:
+    """The status document of `envs` in `engine` now, judged with the settings' canary
+    policy and the model families' hand-off labels (as the controller judges)."""
     import models
 
-    settings = load_settings()
-    policy = CanaryPolicy.from_settings(settings, handoff_labels=models.handoff_labels())
-    with ledger_database(settings) as engine:
-        return status_document(
-            engine, envs, policy, now=datetime.now(UTC), stateful=models.stateful_models()
-        )
+    policy = CanaryPolicy.from_settings(load_settings(), handoff_labels=models.handoff_labels())
+    return status_document(
+        engine, envs, policy, now=datetime.now(UTC), stateful=models.stateful_models()
+    )
+
+
+def read_status(envs: tuple[str, ...]) -> dict[str, Any]:
+    """The status document of `envs` now, from the settings' state database."""
+    with ledger_database() as engine:
+        return status_now(engine, envs)
 
 
 def watch(
