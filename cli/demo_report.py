@@ -46,6 +46,7 @@ def print_summary(settings: Settings, console: Console, rollouts: list[int]) -> 
     """Releases, rollouts with their events, aliases; PNG plots of each stage."""
     from cli.resources import open_registry
     from core import ledger
+    from core.canary import CanaryPolicy
     from core.plots import stage_plot
     from core.reporting import stage_records
 
@@ -75,6 +76,8 @@ def print_summary(settings: Settings, console: Console, rollouts: list[int]) -> 
                     f"({rollout.status})",
                     [{"label": s.label, "figures": s.figures} for s in stages],
                     Path(out_dir) / f"rollout-{rollout.id}-stages.png",
+                    CanaryPolicy.from_settings(settings),  # thresholds drawn
+                    {"champion": rollout.champion_version, "candidate": rollout.candidate_version},
                 )
                 console.print(f"  stage figures plotted: {path}")
         aliases = open_registry(settings).aliases(MODEL)

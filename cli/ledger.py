@@ -10,15 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from sqlalchemy import Engine
 
-from cli.options import Actor, Env, Reason, operator
+from cli.fit import Fitted
+from cli.options import Actor, AnyEnv, Env, Output, OutputFormat, Reason, operator
+from cli.records import diff_json, iso, print_json, release_json
 from cli.resources import ledger_database, open_registry
 from cli.rollout import rollout_app, stateful_models
+from cli.status import status, status_now
+from cli.status_tree import status_tree
 from cli.tables import (
     diff_table,
     events_table,
@@ -27,13 +31,11 @@ from cli.tables import (
     models_text,
     rollouts_table,
     state_text,
-    status_table,
 )
 from config import Settings, load_settings
 from core.db import state_database
 from core.errors import NotFoundError
 from core.ledger import (
-    ENVIRONMENTS,
     ReleaseRecord,
     check_env,
     current_release,
@@ -45,31 +47,29 @@ from core.ledger import (
 )
 from core.timeparse import parse_time
 
-if TYPE_CHECKING:
-    pass
-
 console = Console()
 
 
 # --- read commands -------------------------------------------------------------------
 
 
-def status(
-    env: Annotated[str | None, typer.Option("--env", "-e", help="one env (default: all)")] = None,
-) -> None:
-    """Per env and model: release tag, champion, candidate (every model of a bundle), state
-    key, percent, stage, status, last gate figures."""
-    envs = (check_env(env),) if env else ENVIRONMENTS
-    stateful = stateful_models()
-    with ledger_database() as engine:
-        console.print(status_table(engine, envs, stateful))
-
-
-def _print_release_at(engine: Engine, env: str, when: datetime, limit: int) -> None:
+def _print_release_at(engine: Engine, env: str, when: datetime, limit: int, json: bool) -> None:
     """The release in force in `env` at `when` (models, the state it served, image, code),
     then the history with it highlighted."""
     stateful = stateful_models()
     found = release_at(engine, env, when)
+    around = releases_history(engine, env, limit)
+    if json:
+        print_json(
+            {
+                "schema": "sml.history/v1",
+                "env": env,
+                "at": iso(when),
+                "release": None if found is None else release_json(found, stateful),
+                "releases": [release_json(r, stateful) for r in around],
+            }
+        )
+        return
     if found is None:
         console.print(f"nothing was released in {env} at or before {fmt_time(when)} UTC")
         return
@@ -80,8 +80,7 @@ def _print_release_at(engine: Engine, env: str, when: datetime, limit: int) -> N
         f"since {fmt_time(found.created_at)}",
         highlight=False,
     )
-    around = releases_history(engine, env, limit)
-    console.print(history_table(around, f"releases of {env}", found.id, stateful))
+    console.print(Fitted(history_table(around, f"releases of {env}", found.id, stateful)))
 
 
 def history(
@@ -91,31 +90,47 @@ def history(
         typer.Option("--at", help="show the release in force then: ISO time or '2h ago'"),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 50,
+    output: Output = OutputFormat.text,
 ) -> None:
     """The releases of an env, newest first; with --at, the one in force at that time."""
     check_env(env)
     when = parse_time(at) if at else None
+    json = output is OutputFormat.json
     with ledger_database() as engine:
-        if when is None:
-            releases = releases_history(engine, env, limit)
-            console.print(history_table(releases, f"releases of {env}", None, stateful_models()))
-        else:
-            _print_release_at(engine, env, when, limit)
+        if when is not None:
+            _print_release_at(engine, env, when, limit, json)
+            return
+        releases = releases_history(engine, env, limit)
+    stateful = stateful_models()
+    if json:
+        print_json(
+            {
+                "schema": "sml.history/v1",
+                "env": env,
+                "at": None,
+                "release": release_json(releases[0], stateful) if releases else None,
+                "releases": [release_json(r, stateful) for r in releases],
+            }
+        )
+        return
+    console.print(Fitted(history_table(releases, f"releases of {env}", None, stateful)))
 
 
 def diff(
     tag_a: Annotated[str, typer.Argument(help="the older release tag")],
     tag_b: Annotated[str, typer.Argument(help="the newer release tag")],
-    env: Annotated[
-        str | None, typer.Option("--env", "-e", help="look the tags up in this env")
-    ] = None,
+    env: AnyEnv = None,
+    output: Output = OutputFormat.text,
 ) -> None:
     """Compare two releases: models added, removed, changed; image; code; release state."""
     if env is not None:
         check_env(env)
     with ledger_database() as engine:
         a, b = release_by_tag(engine, tag_a, env), release_by_tag(engine, tag_b, env)
-    console.print(diff_table(a, b, stateful_models()))
+    if output is OutputFormat.json:
+        print_json({"schema": "sml.diff/v1"} | diff_json(a, b, stateful_models()))
+        return
+    console.print(Fitted(diff_table(a, b, stateful_models())))
 
 
 # --- rollback ----------------------------------------------------------------------------
@@ -125,7 +140,8 @@ def rollback_command(
     env: Env,
     reason: Reason,
     to: Annotated[
-        str | None, typer.Option("--to", help="release tag (default: the previous release)")
+        str | None,
+        typer.Option("--to", help="release tag (default: the previous release)"),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="proceed even if the target is judged broken")
@@ -192,7 +208,7 @@ def demo_step(settings: Settings, console: Console) -> None:
             console.print(f"{env} runs [bold]{release.tag}[/bold]")
         stateful = stateful_models()
         console.print("[dim]$ sml status[/dim]")
-        console.print(status_table(engine, stateful=stateful))
+        console.print(status_tree(status_now(engine)))
         console.print(f"[dim]$ sml history --env {env}[/dim]")
         history = releases_history(engine, env, 10)
         console.print(history_table(history, f"releases of {env}", stateful=stateful))
@@ -217,8 +233,8 @@ class LedgerShortcuts:
         return core.ledger
 
     def status(self) -> None:
-        """Print the status table of every env."""
-        self.console.print(status_table(self.engine, stateful=stateful_models()))
+        """Print `sml status`: every env's tree."""
+        self.console.print(status_tree(status_now(self.engine)))
 
     def history(self, env: str, limit: int = 20) -> None:
         """Print an env's releases, newest first."""

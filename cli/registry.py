@@ -3,6 +3,7 @@
     sml registry                         # every model of Settings.MODELS, every version
     sml registry --model intent-classifier --image 2026.11.2
     sml registry show intent-classifier prd-champion   # default: <ENVIRONMENT>-champion
+    sml registry -o json; sml registry show intent-classifier 3 -o json
     sml registry check intent-classifier 3    # judge under the running image, record it
 
 Tables are built by `versions_table`, reused by the demo step and `sml term`.
@@ -16,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.options import Output, OutputFormat
+from cli.records import print_json
 from cli.resources import open_registry
 from config import Settings, load_settings
 from core.aliases import env_alias
@@ -147,6 +150,7 @@ def list_versions(
     image: Annotated[
         str | None, typer.Option("--image", help="only versions trained on this image")
     ] = None,
+    output: Output = OutputFormat.text,
 ) -> None:
     """List registered versions with aliases, lineage and compat verdicts."""
     if ctx.invoked_subcommand is not None:
@@ -154,7 +158,33 @@ def list_versions(
     settings = load_settings()
     registry = open_registry(settings)
     models = [model] if model else list(settings.MODELS)
+    if output is OutputFormat.json:
+        running = settings.IMAGE_VERSION
+        versions = [
+            version_json(info, running)
+            for name in models
+            for info in reversed(registry.list_versions(name, image_version=image))
+        ]
+        print_json({"schema": "sml.registry/v1", "image_version": running, "versions": versions})
+        return
     console.print(versions_table(registry, models, settings.IMAGE_VERSION, only_image=image))
+
+
+def version_json(info: ModelVersionInfo, image_version: str) -> dict[str, Any]:
+    """A registered version: aliases, lineage, the full sha256, the verdict under
+    `image_version` (None: never judged there) and every tag."""
+    return {
+        "name": info.name,
+        "version": info.version,
+        "aliases": sorted(info.aliases),
+        "image_version": info.image_version,
+        "code_version": info.tags.get("code_version"),
+        "created_at": info.created_at.isoformat(),
+        "run_id": info.run_id,
+        "artifact_sha256": info.artifact_sha256,
+        "verdict": info.compat_verdict(image_version),
+        "tags": dict(sorted(info.tags.items())),
+    }
 
 
 @registry_app.command("show")
@@ -164,11 +194,18 @@ def show_version(
         str | None,
         typer.Argument(help="version number or alias (default: <ENVIRONMENT>-champion)"),
     ] = None,
+    output: Output = OutputFormat.text,
 ) -> None:
     """Every tag of one version (by number or alias, like `prd-champion`)."""
     settings = load_settings()
     registry = open_registry(settings)
-    console.print(tags_table(registry.resolve(model, ref or _champion(settings))))
+    info = registry.resolve(model, ref or _champion(settings))
+    if output is OutputFormat.json:
+        print_json(
+            {"schema": "sml.registry-version/v1"} | version_json(info, settings.IMAGE_VERSION)
+        )
+        return
+    console.print(tags_table(info))
 
 
 @registry_app.command("check")

@@ -1,4 +1,4 @@
-"""`sml rollout start|pause|resume|abort|rollback|promote|set-stage|show|list`.
+"""`sml rollout start|pause|resume|abort|rollback|promote|set-stage|show|list|plot`.
 
 Steer one rollout by hand (the controller does it on a schedule). Each command is one
 call into `core.ledger`; the registry is opened only by commands that move MLflow aliases
@@ -8,15 +8,19 @@ or tags, and only after the rollout id was checked (so a typo fails before MLflo
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from sqlalchemy import Engine, select
 
-from cli.options import Actor, Env, Reason, RolloutId, operator
+from cli.fit import Fitted
+from cli.options import Actor, AnyEnv, Env, Output, OutputFormat, Reason, RolloutId, operator
+from cli.records import event_json, print_json, rollout_record_json
 from cli.resources import ledger_database, open_registry
-from cli.tables import events_table, rollouts_table, stage_text, versions_text
+from cli.rollout_plot import rollout_plot
+from cli.tables import events_table, fmt_time, rollouts_table, stage_text, versions_text
 from config import load_settings
 from core.errors import SmlError
 from core.ledger import (
@@ -31,6 +35,7 @@ from core.ledger import (
     resume,
     rollback,
     rollout_events,
+    rollout_stages,
     set_stage,
     start_rollout,
 )
@@ -40,12 +45,13 @@ rollout_app = typer.Typer(
     help="Start and steer rollouts by hand (the controller does it on a schedule).",
     no_args_is_help=True,
 )
+rollout_app.command("plot")(rollout_plot)
 
 
 def _print_rollout(verb: str, r: RolloutRecord) -> None:
     console.print(
         f"rollout #{r.id} {verb}: {versions_text(r)} in {r.env}: {r.status}, "
-        f"stage {stage_text(r)}, {r.percent:g}%",
+        f"{stage_text(r)}, {r.percent:g}%",
         highlight=False,
     )
 
@@ -96,6 +102,38 @@ def parse_stages(text: str) -> list[float]:
         raise SmlError(f"--stages: expected comma-separated percents, got {text!r}") from None
 
 
+def rollouts_with_status(engine: Engine, env: str, status: str) -> list[RolloutRecord]:
+    """Every rollout of `env` with `status`, oldest first."""
+    from core.db import Rollout, session_scope
+
+    query = select(Rollout).where(Rollout.env == env, Rollout.status == status)
+    with session_scope(engine) as session:
+        return [RolloutRecord.from_row(row) for row in session.scalars(query.order_by(Rollout.id))]
+
+
+def rolled_back_before(engine: Engine, env: str, versions: Mapping[str, str]) -> list[str]:
+    """Why each of `versions` ({model: version}) was rolled back in `env` before, one
+    line per rollout that rolled it back (who, when, the reason), oldest first."""
+    found = []
+    for rollout in rollouts_with_status(engine, env, "rolled_back"):
+        hits = [
+            f"{name} v{version}"
+            for name, version in rollout.candidate_versions.items()
+            if versions.get(name) == version
+        ]
+        if not hits:
+            continue
+        events = rollout_events(engine, rollout.id)
+        last = next((e for e in reversed(events) if e.to_status == "rolled_back"), None)
+        why = (
+            f" by {last.actor} at {fmt_time(last.ts)} UTC: {last.reason or 'no reason given'}"
+            if last is not None
+            else ""
+        )
+        found.append(f"{' + '.join(hits)} was rolled back in {env} (rollout #{rollout.id}){why}")
+    return found
+
+
 @rollout_app.command("start")
 def rollout_start(  # noqa: PLR0913 (each parameter is an option of the command)
     env: Env,
@@ -116,10 +154,15 @@ def rollout_start(  # noqa: PLR0913 (each parameter is an option of the command)
             help="another model rolled out with it, as NAME=VERSION (repeatable): a bundle",
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="start even though a version was rolled back in this env"),
+    ] = False,
     actor: Actor = None,
 ) -> None:
     """Open a rollout of a registered candidate version against the env's champion; with
-    `--with NAME=VERSION`, a bundle: those models roll out together with it (one salt)."""
+    `--with NAME=VERSION`, a bundle: those models roll out together with it (one salt).
+    A version already rolled back in the env needs `--force` (recorded on the rollout)."""
     check_env(env)
     bundle = parse_bundle(with_)
     settings = load_settings()
@@ -128,6 +171,11 @@ def rollout_start(  # noqa: PLR0913 (each parameter is an option of the command)
         raise SmlError(f"--mode: expected shadow or canary, got {mode!r}")
     stateful = stateful_models()
     with ledger_database(settings) as engine:
+        earlier = rolled_back_before(engine, env, {model: version} | (bundle or {}))
+        if earlier and not force:
+            raise SmlError(
+                "; ".join(earlier) + ": start it again with --force (recorded on the rollout)"
+            )
         record = start_rollout(
             engine,
             env=env,
@@ -141,8 +189,11 @@ def rollout_start(  # noqa: PLR0913 (each parameter is an option of the command)
             registry=open_registry(settings),
             bundle=bundle,
             stateful=stateful,
+            forced=bool(earlier),
         )
     _print_rollout("started", record)
+    if record.forced:
+        console.print("[yellow]recorded as forced:[/yellow] " + "; ".join(earlier), highlight=False)
 
 
 @rollout_app.command("pause")
@@ -220,34 +271,53 @@ def rollout_promote(rollout_id: RolloutId, reason: Reason, actor: Actor = None) 
 @rollout_app.command("set-stage")
 def rollout_set_stage(
     rollout_id: RolloutId,
-    stage: Annotated[int, typer.Argument(help="stage index, 0 = first canary stage")],
+    step: Annotated[int, typer.Argument(help="step k of N, one-based (as `sml status` shows)")],
     reason: Reason,
     actor: Actor = None,
 ) -> None:
-    """Put a rollout at a given stage (up or down) of the stages it was started with."""
+    """Put a rollout at a given step (up or down) of the stages it was started with."""
     with ledger_database() as engine:
+        steps = len(rollout_stages(engine, rollout_id))
+        if not 1 <= step <= steps:
+            raise SmlError(f"step: expected 1..{steps} (of rollout #{rollout_id}), got {step}")
         record = set_stage(
-            engine, rollout_id, stage_index=stage, actor=operator(actor), reason=reason
+            engine, rollout_id, stage_index=step - 1, actor=operator(actor), reason=reason
         )
     _print_rollout("moved", record)
 
 
 @rollout_app.command("show")
-def rollout_show(rollout_id: RolloutId) -> None:
+def rollout_show(rollout_id: RolloutId, output: Output = OutputFormat.text) -> None:
     """A rollout's events: every stage change, gate result and manual action."""
     with ledger_database() as engine:
+        rollout = get_rollout(engine, rollout_id)
         events = rollout_events(engine, rollout_id)
-    console.print(events_table(events, f"rollout #{rollout_id}"))
+    if output is OutputFormat.json:
+        print_json(
+            {
+                "schema": "sml.rollout/v1",
+                "rollout": rollout_record_json(rollout),
+                "events": [event_json(e, figures=True) for e in events],
+            }
+        )
+        return
+    console.print(Fitted(events_table(events, f"rollout #{rollout_id}")))
 
 
 @rollout_app.command("list")
 def rollout_list(
-    env: Annotated[str | None, typer.Option("--env", "-e")] = None,
+    env: AnyEnv = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 20,
+    output: Output = OutputFormat.text,
 ) -> None:
     """The newest rollouts, active or ended."""
     if env is not None:
         check_env(env)
     with ledger_database() as engine:
         rollouts = list_rollouts(engine, env, limit)
-    console.print(rollouts_table(rollouts, "rollouts"))
+    if output is OutputFormat.json:
+        print_json(
+            {"schema": "sml.rollouts/v1", "rollouts": [rollout_record_json(r) for r in rollouts]}
+        )
+        return
+    console.print(Fitted(rollouts_table(rollouts, "rollouts")))

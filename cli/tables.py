@@ -27,6 +27,9 @@ from core.ledger import (
 )
 from core.release_state import model_state_key
 
+IDENTIFIER_COLUMNS = frozenset({"#", "tag", "image", "code", "model", "champion", "candidate"})
+"""Columns whose values other commands take as input: drawn whole, never wrapped or cut."""
+
 
 def fmt_time(ts: datetime | None) -> str:
     """`YYYY-MM-DD HH:MM:SS` (times are UTC), or `-`."""
@@ -88,8 +91,9 @@ def gate_summary(event: EventRecord | None) -> str:
 
 
 def stage_text(rollout: RolloutRecord) -> str:
-    """`shadow` for a shadow rollout (stage -1), else the canary stage index."""
-    return "shadow" if rollout.stage_index < 0 else str(rollout.stage_index)
+    """`shadow` for a shadow rollout (stage -1), else `step k` (one-based, as `sml status`
+    and `sml rollout set-stage` count)."""
+    return "shadow" if rollout.stage_index < 0 else f"step {rollout.stage_index + 1}"
 
 
 def also_in(env: str, releases: Mapping[str, ReleaseRecord | None]) -> list[str]:
@@ -211,7 +215,8 @@ def history_table(
     `stateful`), image, code, actor, reason."""
     table = Table(title=title)
     for column in ("#", "time (UTC)", "tag", "models", "state", "image", "code", "actor"):
-        table.add_column(column)
+        # identifiers are never cut (print through cli.fit.Fitted to keep them whole)
+        table.add_column(column, no_wrap=column in IDENTIFIER_COLUMNS)
     table.add_column("reason", overflow="fold")
     for r in releases:
         style = "bold green" if r.id == highlight else None
@@ -236,8 +241,8 @@ def diff_table(a: ReleaseRecord, b: ReleaseRecord, stateful: Collection[str] = (
     diff = diff_releases(a, b)
     table = Table(title=f"{a.env}#{a.id} {a.tag}  ->  {b.env}#{b.id} {b.tag}")
     table.add_column("what")
-    table.add_column(a.tag)
-    table.add_column(b.tag)
+    table.add_column(a.tag, no_wrap=True)
+    table.add_column(b.tag, no_wrap=True)
     table.add_column("change")
     table.add_row("code", a.code_version, b.code_version, "changed" if diff.code else "same")
     table.add_row("image", a.image_version, b.image_version, "changed" if diff.image else "same")
@@ -258,6 +263,12 @@ def diff_table(a: ReleaseRecord, b: ReleaseRecord, stateful: Collection[str] = (
     return table
 
 
+def _step_text(stage_index: int | None) -> str:
+    if stage_index is None:
+        return "-"
+    return "shadow" if stage_index < 0 else f"step {stage_index + 1}"
+
+
 def events_table(events: list[EventRecord], title: str) -> Table:
     """A rollout's events in order: who did what, why, on which figures."""
     table = Table(title=title)
@@ -272,7 +283,7 @@ def events_table(events: list[EventRecord], title: str) -> Table:
             e.kind,
             e.actor,
             f"{e.from_status or '-'} -> {e.to_status or '-'}",
-            "-" if e.stage_index is None else str(e.stage_index),
+            _step_text(e.stage_index),
             "-" if e.percent is None else f"{e.percent:g}%",
             e.reason or "",
             format_figures(e, width=120) if e.figures else "",
@@ -284,7 +295,7 @@ def rollouts_table(rollouts: list[RolloutRecord], title: str) -> Table:
     """Rollouts, newest first."""
     table = Table(title=title)
     for column in ("#", "env", "model", "champion", "candidate", "status", "stage", "percent"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in IDENTIFIER_COLUMNS)
     table.add_column("started (UTC)")
     table.add_column("ended (UTC)")
     for r in rollouts:

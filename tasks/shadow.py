@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from core import shadow
 from core.loadtest import LoadTestReport
-from core.plots import shadow_plots
+from core.plots import markdown_images, shadow_plots
 from core.registry import ModelRegistry
 from core.reporting import artifact_key, gate_table, shadow_report_markdown
 from core.shadow import (
@@ -152,9 +152,15 @@ def publish_report(report: ShadowReport) -> str:
 @task(name="shadow-plot", cache_policy=NO_CACHE)
 def plot(report: ShadowReport, latency: LatencyProfile, reports_dir: Path) -> list[Path]:
     """PNG plots (latency distributions, per-intent agreement) in a folder of their own
-    under `reports_dir`."""
+    under `reports_dir`, shown by a Prefect markdown artifact (`shadow-<model>-plots`)."""
     out_dir = reports_dir / f"shadow-{report.model_name}-v{report.candidate_version}"
-    return shadow_plots(report, latency, out_dir)
+    paths = shadow_plots(report, latency, out_dir)
+    create_markdown_artifact(
+        markdown=markdown_images(paths),
+        key=f"{artifact_key('shadow', report.model_name)}-plots",
+        description=f"shadow plots of {report.model_name} v{report.candidate_version}",
+    )
+    return paths
 
 
 @task(name="shadow-log-mlflow", **IO_TASK)

@@ -42,7 +42,7 @@ def sml(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     from cli.main import main
 
     # rich tables unwrapped, easy to read in asserts
-    for module in ("cli.ledger", "cli.rollout", "cli.release"):
+    for module in ("cli.ledger", "cli.rollout", "cli.release", "cli.status"):
         monkeypatch.setattr(f"{module}.console", Console(width=250, color_system=None))
     monkeypatch.setenv("USER", "tester")
 

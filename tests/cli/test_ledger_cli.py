@@ -56,16 +56,17 @@ def test_status_shows_release_champion_candidate_stage_and_gate_figures(
     )
     result = sml("status")
     assert result.code == 0, result.err
-    lines = result.out.splitlines()
-    prd = next(line for line in lines if "v1.0-clfv1-rankerv7" in line)
-    for cell in ("prd", "clf", "1", "2", f"#{rollout.id}", "canary", "10%"):
-        assert cell in prd
-    assert "gate: " in prd
-    assert "n_candidate=230" in prd
-    assert "p95=12.5" in prd
-    assert any("ranker" in line and "serving" in line for line in lines)
-    assert any("stg" in line and "v1.0-clfv2-rc" in line for line in lines)
-    assert any("dev" in line and "(nothing released)" in line for line in lines)
+    lines = [line.strip("│├└─ ") for line in result.out.splitlines()]
+    assert "prd  release v1.0-clfv1-rankerv7" in lines
+    assert f"clf v1  in rollout #{rollout.id}" in lines
+    assert "ranker v7" in lines
+    assert f"rollout #{rollout.id} clf v2 vs v1 canary" in lines
+    assert any(line.startswith("step 2/5  10%  in stage ") for line in lines)
+    assert "stages  ✓1% ▶10% ·25% ·50% ·100%" in lines
+    assert "n  champion 0/200 ✗ candidate 0/200 ✗" in lines
+    assert any(line.endswith("advance by c canary -> canary: ok") for line in lines)
+    assert "stg  release v1.0-clfv2-rc" in lines
+    assert "dev  (nothing released)" in lines
 
 
 def test_history_lists_releases_and_at_picks_release_in_force(
@@ -130,10 +131,10 @@ def test_rollout_pause_resume_abort_show_and_list(ledger_db: Engine, sml: SmlRun
     ).id
     paused = sml("rollout", "pause", str(rid), "--reason", "looking into a ticket")
     assert paused.code == 0, paused.err
-    assert f"rollout #{rid} paused: clf v2 vs v1 in prd: paused, stage 0, 1%" in paused.out
+    assert f"rollout #{rid} paused: clf v2 vs v1 in prd: paused, step 1, 1%" in paused.out
     assert sml("rollout", "resume", str(rid), "-r", "fine").code == 0
-    moved = sml("rollout", "set-stage", str(rid), "2", "-r", "faster")
-    assert "canary, stage 2, 25%" in moved.out
+    moved = sml("rollout", "set-stage", str(rid), "3", "-r", "faster")  # step 3 of 5
+    assert "canary, step 3, 25%" in moved.out
     assert sml("rollout", "abort", str(rid), "-r", "stop", "--actor", "bob").code == 0
     assert get_rollout(ledger_db, rid).status == "aborted"
 
@@ -159,7 +160,8 @@ def test_rollout_pause_resume_abort_show_and_list(ledger_db: Engine, sml: SmlRun
         (("rollout", "pause", "999", "-r", "x"), "rollout #999 not found"),
         (("rollout", "show", "999"), "rollout #999 not found"),
         (("rollout", "resume", "{rid}", "-r", "x"), "it is canary, resume needs paused"),
-        (("rollout", "set-stage", "{rid}", "9", "-r", "x"), "stage: expected 0..4, got 9"),
+        (("rollout", "set-stage", "{rid}", "9", "-r", "x"), "step: expected 1..5"),
+        (("rollout", "set-stage", "{rid}", "0", "-r", "x"), "step: expected 1..5"),
         (("rollback", "--env", "qa", "-r", "x"), "unknown env 'qa'"),
         (("rollback", "--env", "prd", "--to", "nope", "-r", "x"), "unknown release tag 'nope'"),
         (("rollback", "--env", "stg", "-r", "x"), "nothing was ever released in stg"),

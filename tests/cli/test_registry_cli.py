@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from rich.console import Console
 
@@ -55,6 +57,21 @@ def test_registry_show_prints_every_tag(registered, sml) -> None:
     assert result.code == 0, result.err
     for tag in ("artifact_sha256", "data_snapshot_hash", "golden_digest", "pkg.scikit-learn"):
         assert tag in result.out
+
+
+def test_registry_list_and_show_print_json_with_full_identifiers(registered, sml) -> None:
+    listed = json.loads(sml("registry", "-o", "json").out)
+    assert listed["image_version"] == "img-2"
+    v2, v1 = listed["versions"]  # newest first, as the table
+    assert (v2["version"], v2["aliases"], v1["aliases"]) == (
+        "2", ["stg-candidate"], ["prd-champion", "stg-champion"],
+    )  # fmt: skip
+    sha = registered.get_version(NAME, "1").artifact_sha256
+    assert v1["artifact_sha256"] == sha
+    assert len(sha) == 64  # the table shows 12 characters, the JSON all of them
+    shown = json.loads(sml("registry", "show", NAME, "prd-champion", "-o", "json").out)
+    assert (shown["version"], shown["image_version"]) == ("1", "img-1")
+    assert shown["tags"]["artifact_sha256"] == sha
 
 
 def test_registry_show_unknown_version_is_one_line_error(registered, sml) -> None:

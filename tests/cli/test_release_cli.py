@@ -6,6 +6,7 @@ of MLflow is the ledger's AliasRegistry protocol); the database is the real one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -57,19 +58,20 @@ def test_release_promote_opens_the_rollout_and_status_shows_where_releases_are(
     assert (opened.candidate_version, opened.champion_version) == ("2", "1")
     assert "promoted stg -> prd: rollouts opened" in done.out
     assert "recorded as forced" not in done.out
-    status = sml("status")
-    stg = next(line for line in status.out.splitlines() if "v1.0-clfv2-rc" in line)
-    assert "prd" not in stg  # prd still runs v1 until its canary promotes
+    envs = {e["env"]: e for e in json.loads(sml("status", "-o", "json").out)["environments"]}
+    assert envs["stg"]["release"]["tag"] == "v1.0-clfv2-rc"
+    assert envs["stg"]["also_in"] == []  # prd still runs v1 until its canary promotes
     ledger.promote(
         ledger_db, opened.id, actor="c", reason="ok", registry=registry,
         code_version="1.0", image_version="img-1",
     )  # fmt: skip
+    envs = {e["env"]: e for e in json.loads(sml("status", "-o", "json").out)["environments"]}
+    assert (envs["stg"]["release"]["tag"], envs["stg"]["also_in"]) == ("v1.0-clfv2-rc", ["prd"])
+    assert (envs["prd"]["release"]["tag"], envs["prd"]["also_in"]) == ("v1.0-clfv2", ["stg"])
+    assert envs["dev"]["release"] is None
     lines = sml("status").out.splitlines()
-    stg = next(line for line in lines if "v1.0-clfv2-rc" in line)
-    prd = next(line for line in lines if "v1.0-clfv2 " in line)
-    assert _cells(stg)[:3] == ["stg", "v1.0-clfv2-rc", "prd"]  # also in: prd
-    assert _cells(prd)[:3] == ["prd", "v1.0-clfv2", "stg"]  # also in: stg
-    assert any("dev" in line and "(nothing released)" in line for line in lines)
+    assert any("same versions in: prd" in line for line in lines)
+    assert "dev  (nothing released)" in lines
 
 
 def test_release_promote_refuses_then_forced_is_said_and_recorded(

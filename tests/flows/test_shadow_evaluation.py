@@ -14,6 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from sqlalchemy import Engine, insert
 
 from config import get_settings
@@ -103,6 +105,10 @@ def test_shadow_evaluation_good_candidate_passes_and_starts_canary(
     out = Path(get_settings().reports_dir) / f"shadow-{MODEL}-v{candidate}"
     assert (out / "shadow-latency.png").stat().st_size > 0
     assert (out / "shadow-agreement.png").stat().st_size > 0
+    with get_client(sync_client=True) as prefect:  # the Prefect report shows the plots
+        key = ArtifactFilterKey(any_=[f"shadow-{MODEL}-plots"])
+        plots = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=key))
+    assert any((out / "shadow-latency.png").resolve().as_uri() in str(a.data) for a in plots)
     runs = registry.client.search_runs(
         [registry.client.get_experiment_by_name(registry.experiment).experiment_id],
         filter_string="tags.`sml.kind` = 'shadow_evaluation'",
