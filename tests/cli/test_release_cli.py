@@ -28,11 +28,6 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> MemoryRegistry:
     return book
 
 
-def _cells(line: str) -> list[str]:
-    """The cells of one rich table row."""
-    return [cell.strip() for cell in line.strip("│ ").split("│")]
-
-
 def _stg_promoted_v2(engine: Engine, registry: MemoryRegistry) -> None:
     for env in ("stg", "prd"):
         make_release(engine, env=env, models={CLF: "1"}, digests={CLF: "sha-clf-1"})

@@ -224,20 +224,27 @@ def test_status_watch_redraws_and_json_watch_prints_one_document_per_draw(
 
 
 def test_env_option_completes_the_known_environments() -> None:
-    import click
-    import typer.main
-    from click.shell_completion import ShellComplete
+    from typer.testing import CliRunner
 
     from cli.main import app
     from cli.options import complete_env
 
     assert complete_env("") == ["dev", "stg", "prd"]
     assert complete_env("p") == ["prd"]
-    command = typer.main.get_command(app)
-    assert isinstance(command, click.Group)
-    for args in (["status", "--env"], ["history", "-e"], ["rollout", "list", "--env"]):
-        completion = ShellComplete(command, {}, "sml", "_SML_COMPLETE")
-        assert [c.value for c in completion.get_completions(args, "s")] == ["stg"]
+    runner = CliRunner()
+    for words, expected in (
+        ("sml status --env s", ["stg"]),
+        ("sml history -e ", ["dev", "stg", "prd"]),
+        ("sml rollout list --env p", ["prd"]),
+    ):
+        env = {
+            "_SML_COMPLETE": "complete_bash",  # what the installed bash completion sends
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split(" ")) - 1),
+        }
+        result = runner.invoke(app, [], prog_name="sml", env=env)
+        assert result.exit_code == 0, result.output
+        assert result.output.split() == expected
 
 
 def test_rollout_plot_writes_the_stages_png_and_logs_it_to_an_mlflow_run(
