@@ -289,12 +289,12 @@ def merge_deltas(conn: Connection, deltas: dict[Key, _Delta]) -> None:
     for rollout_id in {key[0] for key in deltas}:
         buckets = [key[4] for key in deltas if key[0] == rollout_id]
         rows = conn.execute(
-            select(TrafficRollup).where(
+            select(*cols).where(
                 cols.rollout_id == rollout_id,
                 cols.bucket >= min(buckets),
                 cols.bucket <= max(buckets),
             )
-        ).scalars()
+        )
         for row in rows:
             existing[(row.rollout_id, row.model_name, row.role, row.span_minutes,
                       row.bucket)] = row  # fmt: skip
