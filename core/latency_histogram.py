@@ -86,6 +86,25 @@ def encode(counts: Counts) -> bytes:
     return pairs.tobytes()
 
 
+def merge_encoded(data: bytes | None, add: dict[int, int]) -> bytes:
+    """Stored bytes (or none) plus `add` {bin: count}, stored again: no dense array, so a
+    refresh touching many sparse rows stays cheap.
+
+    Raises:
+        ValueError: as `add_encoded`, or for a bin of `add` outside the fixed range.
+    """
+    merged = dict(add)
+    if data:
+        dense = empty()
+        add_encoded(dense, data)  # validates
+        for b in np.flatnonzero(dense).tolist():
+            merged[b] = merged.get(b, 0) + int(dense[b])
+    if merged and not 0 <= min(merged) <= max(merged) < BINS:
+        raise ValueError("a latency bin outside the fixed range")
+    keys = sorted(merged)
+    return np.array([(b, merged[b]) for b in keys], dtype="<u4").reshape(-1, 2).tobytes()
+
+
 def add_encoded(into: Counts, data: bytes) -> None:
     """Add a stored histogram to `into` in place.
 

@@ -47,14 +47,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from sqlalchemy import Connection, Engine, delete, select, text, update
+from sqlalchemy import Connection, Engine, and_, delete, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
 from core.db.models import RollupMark, TrafficRollup, utcnow
 from core.errors import SmlError
-from core.latency_histogram import BINS, add_encoded, bin_sql, empty, encode
+from core.latency_histogram import bin_sql, merge_encoded
 
 # Values of a `thumbs` feedback row that count as negative (the router accepts these).
 NEGATIVE_THUMBS: tuple[str, ...] = ("down", "-1", "0", "negative", "bad")
@@ -159,8 +158,10 @@ def safe_bounds(engine: Engine, *, lock_timeout_s: float = 5.0) -> tuple[int, in
                 raise RollupsBehindError(
                     f"traffic rollups: writers held the traffic table over {lock_timeout_s} s"
                 ) from exc
-        traffic = conn.execute(text("SELECT coalesce(max(id), 0) FROM traffic")).scalar_one()
-        feedback = conn.execute(text("SELECT coalesce(max(id), 0) FROM feedback")).scalar_one()
+        traffic, feedback = conn.execute(
+            text("SELECT (SELECT coalesce(max(id), 0) FROM traffic), "
+                 "(SELECT coalesce(max(id), 0) FROM feedback)")
+        ).one()  # fmt: skip
     return int(traffic), int(feedback)
 
 
@@ -236,6 +237,8 @@ def refresh_rollups(
             deltas = _read_deltas(conn, mark, t_new=t_new, f_new=f_new)
             merge_deltas(conn, deltas)
             advance_mark(conn, t_new=t_new, f_new=f_new)
+        if t_new >= traffic_bound and f_new >= feedback_bound:
+            return Mark(t_new, f_new, mark.limit_ms)
 
 
 @dataclass(slots=True)
@@ -285,19 +288,18 @@ def merge_deltas(conn: Connection, deltas: dict[Key, _Delta]) -> None:
     if not deltas:
         return
     cols = TrafficRollup.__table__.c
-    existing: dict[Key, Any] = {}
-    for rollout_id in {key[0] for key in deltas}:
-        buckets = [key[4] for key in deltas if key[0] == rollout_id]
-        rows = conn.execute(
-            select(*cols).where(
-                cols.rollout_id == rollout_id,
-                cols.bucket >= min(buckets),
-                cols.bucket <= max(buckets),
-            )
-        )
-        for row in rows:
-            existing[(row.rollout_id, row.model_name, row.role, row.span_minutes,
-                      row.bucket)] = row  # fmt: skip
+    ranges: dict[tuple[int, str, str, int], list[int]] = defaultdict(list)
+    for key in deltas:
+        ranges[key[:4]].append(key[4])
+    held = or_(*(
+        and_(cols.rollout_id == r, cols.model_name == m, cols.role == role,
+             cols.span_minutes == span, cols.bucket.between(min(b), max(b)))
+        for (r, m, role, span), b in ranges.items()
+    ))  # fmt: skip
+    existing: dict[Key, Any] = {
+        (row.rollout_id, row.model_name, row.role, row.span_minutes, row.bucket): row
+        for row in conn.execute(select(*cols).where(held))
+    }
     values = [_merged(key, delta, existing.get(key)) for key, delta in deltas.items()]
     stmt = _insert(conn)(TrafficRollup)
     columns = {c: stmt.excluded[c] for c in ("n", "errors", "over_limit", "negative_feedback",
@@ -313,12 +315,7 @@ def merge_deltas(conn: Connection, deltas: dict[Key, _Delta]) -> None:
 
 def _merged(key: Key, delta: _Delta, row: Any) -> dict[str, Any]:
     """One rollup row's values after adding `delta` to what it held (`row`, or nothing)."""
-    counts = empty()
-    if row is not None:
-        add_encoded(counts, row.latency_bins)
-    if delta.bins:
-        bins = np.fromiter(delta.bins.keys(), dtype=np.int64)
-        np.add.at(counts, np.minimum(bins, BINS - 1), np.fromiter(delta.bins.values(), np.int64))
+    bins = merge_encoded(None if row is None else row.latency_bins, delta.bins or {})
     held = (0, 0, 0, 0) if row is None else (row.n, row.errors, row.over_limit,
                                              row.negative_feedback)  # fmt: skip
     return {
@@ -327,7 +324,7 @@ def _merged(key: Key, delta: _Delta, row: Any) -> dict[str, Any]:
         "n": held[0] + delta.n, "errors": held[1] + delta.errors,
         "over_limit": held[2] + delta.over_limit,
         "negative_feedback": held[3] + delta.negative_feedback,
-        "latency_bins": encode(counts),
+        "latency_bins": bins,
     }  # fmt: skip
 
 

@@ -123,3 +123,15 @@ def test_a_a_rollbacks_on_histogram_figures_are_no_more_than_on_exact_ones(kind:
             rollbacks[name] += hit
         assert fired["histogram"] <= fired["exact"]
     assert rollbacks["histogram"] <= rollbacks["exact"] <= 0.05 * trials
+
+
+def test_merge_encoded_adds_sparse_counts_to_stored_ones() -> None:
+    stored = hist.encode(hist.from_latencies([1.0, 50.0]))
+    merged = hist.empty()
+    hist.add_encoded(merged, hist.merge_encoded(stored, {hist.bin_of(50.0): 2, 7: 1}))
+    expected = hist.from_latencies([1.0, 50.0, 50.0, 50.0])
+    expected[7] += 1
+    assert np.array_equal(merged, expected)
+    assert hist.merge_encoded(None, {}) == b""
+    with pytest.raises(ValueError, match="outside"):
+        hist.merge_encoded(None, {hist.BINS: 1})
