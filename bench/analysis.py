@@ -63,7 +63,7 @@ SELECT 'r' || i,
        exp(ln(30) + 0.5 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()))
          * CASE WHEN (i * 7919) % 100 < 50 THEN 1.1 ELSE 1.0 END,
        CASE WHEN random() < 0.01 THEN 'ValueError: boom' END
-FROM generate_series(:first, :first + :rows - 1) AS s(i)
+FROM generate_series(CAST(:first AS bigint), CAST(:first AS bigint) + :rows - 1) AS s(i)
 """
 
 FEEDBACK_SQL = """
