@@ -22,14 +22,20 @@ from core.db.models import UTCDateTime
 from core.latency_histogram import Counts, add_encoded, bin_sql, count_at_least, empty
 from core.rollups import STAGE_ROLES, negative_exists_sql
 
-_ROLLUP_SQL = """
-SELECT role, span_minutes, n, errors, over_limit, negative_feedback, latency_bins
+# Three ranges of the primary key (rollout, model, role, span, bucket), each an index range
+# scan with every condition in the index: an OR of them would be a filter applied after
+# fetching every rollup row of the rollout, which grows with the rollout's age.
+_RANGE = """
+SELECT role, n, errors, over_limit, negative_feedback, latency_bins
 FROM traffic_rollups
-WHERE rollout_id = :rollout_id AND model_name = :model_name AND (
-    (span_minutes = 60 AND bucket >= :h0 AND bucket < :h1)
-    OR (span_minutes = 1 AND ((bucket >= :m0 AND bucket < :m1) OR (bucket >= :m2 AND bucket < :m3)))
-)
+WHERE rollout_id = :rollout_id AND model_name = :model_name
+  AND role IN ('champion', 'candidate') AND span_minutes = {span}
+  AND bucket >= :{lo} AND bucket < :{hi}
 """
+_ROLLUP_SQL = " UNION ALL ".join(
+    _RANGE.format(span=span, lo=lo, hi=hi)
+    for span, lo, hi in ((60, "h0", "h1"), (1, "m0", "m1"), (1, "m2", "m3"))
+)
 
 
 def _edge_sql() -> str:
