@@ -14,12 +14,14 @@ spilled rows, so a row whose `ts` is minutes (or hours) in the past can arrive a
 stamped later; it still gets a new, higher id, so reading `id > mark` counts every row
 exactly once, wherever its minute is. The one way ids arrive out of order is two writers
 in flight at once on Postgres (a sequence hands out ids before the commit), so the
-refresh reads only up to a *safe bound*: on Postgres, the largest id after a brief
-`LOCK TABLE traffic, feedback IN SHARE MODE` (it waits for the inserts in flight to
-commit or roll back, then releases at once: every id <= the bound that will ever exist is
-visible); on SQLite writers are serialised and commit in id order, so the largest id is
-safe as read. A lock not granted within `lock_timeout_s` raises `RollupsBehindError` and the
-caller computes exactly instead (core.analysis).
+refresh reads only up to a *safe bound*: on Postgres, the largest ids, once every
+transaction that was writing traffic or feedback when they were read has ended (a writer
+holds ROW EXCLUSIVE on the table from before it draws an id until it ends, and `pg_locks`
+shows it; no lock is taken, so writers and autovacuum never wait for a refresh: an
+earlier `LOCK TABLE ... IN SHARE MODE` queued behind autovacuum for its 1 s
+deadlock_timeout on a 10M-row table); on SQLite writers are serialised and commit in id
+order, so the largest id is safe as read. Writers still running after `lock_timeout_s`
+raise `RollupsBehindError` and the caller computes exactly instead (core.analysis).
 
 Feedback arrives after its request, sometimes before the request's row is written. A
 request counts as negative once, when both its row and its first negative thumbs are
@@ -41,6 +43,7 @@ exact count) until `reset_rollups` starts them again with the new limit.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -143,26 +146,49 @@ def ensure_ln(conn: Connection) -> None:
         raw.create_function("ln", 1, math.log, deterministic=True)  # type: ignore[union-attr]
 
 
+_IN_FLIGHT_SQL = text("""
+SELECT DISTINCT virtualtransaction FROM pg_locks
+WHERE locktype = 'relation' AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()
+  AND relation IN ('traffic'::regclass, 'feedback'::regclass)
+""")
+
+
 def safe_bounds(engine: Engine, *, lock_timeout_s: float = 5.0) -> tuple[int, int]:
     """(traffic id, feedback id) up to which every row that will ever exist is visible.
 
+    Postgres: read the largest ids, then wait for the transactions that were writing to
+    traffic or feedback at that moment (they hold ROW EXCLUSIVE on the table from before
+    they draw an id until they end) to commit or roll back. No lock is taken: writers and
+    autovacuum never wait for a refresh. SQLite: writers are serialised, the ids are safe.
+
     Raises:
-        RollupsBehindError: if Postgres did not grant the brief SHARE lock in time.
+        RollupsBehindError: if those writers are still running after `lock_timeout_s`.
     """
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'"))
-            try:
-                conn.execute(text("LOCK TABLE traffic, feedback IN SHARE MODE"))
-            except OperationalError as exc:
-                raise RollupsBehindError(
-                    f"traffic rollups: writers held the traffic table over {lock_timeout_s} s"
-                ) from exc
+    with engine.connect() as conn:
         traffic, feedback = conn.execute(
             text("SELECT (SELECT coalesce(max(id), 0) FROM traffic), "
                  "(SELECT coalesce(max(id), 0) FROM feedback)")
         ).one()  # fmt: skip
+        conn.rollback()
+        if conn.dialect.name == "postgresql":
+            _wait_for_writers(conn, lock_timeout_s)
     return int(traffic), int(feedback)
+
+
+def _wait_for_writers(conn: Connection, timeout_s: float) -> None:
+    """Wait until every transaction now writing traffic or feedback has ended."""
+    waiting = set(conn.execute(_IN_FLIGHT_SQL).scalars())
+    conn.rollback()
+    deadline = time.monotonic() + timeout_s
+    while waiting:
+        if time.monotonic() > deadline:
+            raise RollupsBehindError(
+                f"traffic rollups: {len(waiting)} writer(s) held the traffic table "
+                f"over {timeout_s} s"
+            )
+        time.sleep(0.005)
+        waiting &= set(conn.execute(_IN_FLIGHT_SQL).scalars())
+        conn.rollback()
 
 
 @contextmanager
