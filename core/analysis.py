@@ -1,44 +1,31 @@
-"""Stage figures of a rollout, computed as SQL in the state database (never rows in Python).
+"""Stage figures of a rollout: what the controller's tick judges, read from the rollups.
 
-Per arm (champion, candidate) of one rollout over a time window (normally: since the
-current stage started) the database returns: the number of served requests, errors, the
-p95 latency, how many requests were slower than the hard p95 limit and than the champion's
-p95 x (1 + margin), and how many got negative thumbs feedback.
+Per arm (champion, candidate) of one rollout over a window (normally: since the current
+stage started), on the rows of the rollout's lead model: requests served, errors, p95
+latency, requests slower than the hard p95 limit and than the champion's p95 x (1 +
+margin), requests with negative thumbs feedback, and (given the behaviour windows) what
+users did next (core.behaviour). Which rows count for which arm: core.exact_figures.
 
-Whose rows count. A rollout is judged on the traffic rows of its lead model
-(`model_name = rollout.model_name`, with its rollout id): every stage statement filters on
-both. A /answer request writes one row per model it used (classifier, retriever), each
-with its own rollout id, version, role and state key; for a bundle all of them carry the
-bundle's rollout id, so counting every row would count a request once per model. The
-lead's row speaks for the request: its latency is the endpoint's (request parsed ->
-response ready, the same clock for every arm), and when any candidate member fails the
-lead's row is the `candidate` row with the error (naming the failing model), so a bundle
-is judged on its endpoint. Migration 0006's covering index includes model_name, so the
-filter keeps the scans index-only.
+Two paths, the same figures:
+- **rollups** (the default, the controller's): bring the per-minute/per-hour rollups up to
+  date (core.rollups: O(rows since the last tick)), then read the stage from them
+  (core.rollup_figures: O(hours + minutes at the edges), whatever the stage's length).
+  Counts are exact; p95 comes from a fixed 1% log histogram, within 1% of the exact one;
+  over_relative counts candidate requests in the histogram's bins wholly above an upper
+  bound of the champion's p95 x (1 + margin), so it is never above the exact count and
+  the always-valid tests roll back no more often than on exact figures
+  (docs/statistics.md, "Figures from rollups"). If Postgres writers hold the traffic
+  table past the lock timeout, this tick falls back to the exact path.
+- **exact** (`exact=True`, for reports): every row of the window, in SQL
+  (core.exact_figures), p95 as `percentile_cont`.
 
-Which rows count for which arm. The router writes, per request and model, the row of the
-version that was asked first; a candidate that fails writes a `candidate` row with `error`
-set, then a `fallback` row answered by the champion. So:
-- candidate arm = rows with role `candidate` (its failures are counted there, with the
-  latency up to the failure);
-- champion arm = rows with role `champion`;
-- `fallback` rows are NOT counted for the champion (those users are in the candidate's
-  bucket; counting them would double-count the request and flatter the candidate),
-  and `shadow` rows (off the hot path) are not part of a canary at all.
-Feedback joins through request_id, so feedback on a fallback answer lands on the candidate
-row of the same request: the user's arm.
-
-What users did next (reformulation, hand-off, abandonment: core.behaviour) is one more
-statement over the same window when `stage_figures` is given the behaviour windows.
-
-p95 uses linear interpolation between order statistics (`percentile_cont`) on both
-backends: Postgres has percentile_cont; on SQLite the same formula is written with window
-functions. bench/analysis.py times this over 10,000,000 rows on Postgres.
+The users' behaviour counts (core.behaviour) still read the window's rows on both paths.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import logging
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
 
@@ -47,104 +34,28 @@ from sqlalchemy.types import Float, Integer, String
 
 from core.behaviour import BehaviourWindows, behaviour_counts
 from core.db.models import UTCDateTime
+from core.exact_figures import exact_arms
+from core.figures import ArmFigures, StageFigures
+from core.latency_histogram import count_at_least, quantile, quantile_upper_bound
+from core.rollup_figures import ArmTotals, rollup_totals
+from core.rollups import NEGATIVE_THUMBS, RollupsBehindError, ensure_ln, refresh_rollups
 from core.sequential import clustered_variance
 
-# Values of a `thumbs` feedback row that count as negative (the router accepts these).
-NEGATIVE_THUMBS: tuple[str, ...] = ("down", "-1", "0", "negative", "bad")
+__all__ = ["NEGATIVE_THUMBS", "ArmFigures", "StageFigures", "stage_figures"]
 
+log = logging.getLogger(__name__)
 
-# Postgres: three small statements, each an index-only scan of the stage window
-# (migration 0006 covers (rollout_id, ts) with role, latency_ms, request_id, model_name,
-# and indexes failed rows apart). One row, one column per arm: ordered-set aggregates with FILTER
-# sort each arm's latencies once, with no sort of the whole window by role.
-_POSTGRES_SQL = """
-SELECT
-    count(*) FILTER (WHERE role = 'champion') AS champion_n,
-    percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
-        FILTER (WHERE role = 'champion') AS champion_p95_ms,
-    count(*) FILTER (WHERE role = 'champion' AND latency_ms > :limit_ms) AS champion_over_limit,
-    count(*) FILTER (WHERE role = 'candidate') AS candidate_n,
-    percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
-        FILTER (WHERE role = 'candidate') AS candidate_p95_ms,
-    count(*) FILTER (WHERE role = 'candidate' AND latency_ms > :limit_ms) AS candidate_over_limit
-FROM traffic
-WHERE rollout_id = :rollout_id AND model_name = :model_name AND ts >= :since AND ts < :until
-  AND role IN ('champion', 'candidate')
-"""
+# No JIT compile on these short statements (it costs more than it saves); Postgres only.
+_POSTGRES_SETTINGS = ("SET LOCAL jit = off",)
 
-_POSTGRES_ERRORS_SQL = """
-SELECT role, count(*) AS errors
-FROM traffic
-WHERE rollout_id = :rollout_id AND model_name = :model_name AND ts >= :since AND ts < :until
-  AND error IS NOT NULL AND role IN ('champion', 'candidate')
-GROUP BY role
-"""
-
-_POSTGRES_NEGATIVE_SQL = """
-SELECT t.role AS role, count(DISTINCT t.request_id) AS negative_feedback
-FROM traffic t
-JOIN feedback f ON f.request_id = t.request_id
-WHERE t.rollout_id = :rollout_id AND t.model_name = :model_name
-  AND t.ts >= :since AND t.ts < :until
-  AND t.role IN ('champion', 'candidate')
-  AND f.kind = 'thumbs' AND f.value IN :negative AND f.ts >= :since
-GROUP BY t.role
-"""
-
-# SQLite has no percentile_cont: the same linear interpolation between order statistics,
-# written with window functions (row k+1 and k+2 of the sorted arm, k = floor(0.95 (n-1))).
-_SQLITE_SQL = """
-WITH
-t AS (
-    SELECT role, latency_ms, error, request_id
-    FROM traffic
-    WHERE rollout_id = :rollout_id AND model_name = :model_name AND ts >= :since AND ts < :until
-      AND role IN ('champion', 'candidate')
-),
-neg AS (
-    SELECT DISTINCT request_id
-    FROM feedback
-    WHERE kind = 'thumbs' AND value IN :negative AND ts >= :since
-),
-ranked AS (
-    SELECT role, latency_ms,
-           ROW_NUMBER() OVER (PARTITION BY role ORDER BY latency_ms) AS rn,
-           COUNT(*) OVER (PARTITION BY role) AS cnt
-    FROM t
-),
-pos AS (
-    SELECT role, cnt, 0.95 * (cnt - 1) AS h, CAST(0.95 * (cnt - 1) AS INTEGER) AS k
-    FROM ranked GROUP BY role
-),
-pct AS (
-    SELECT r.role AS role,
-           MAX(CASE WHEN r.rn = p.k + 1 THEN r.latency_ms END) AS lo,
-           MAX(CASE WHEN r.rn = MIN(p.k + 2, p.cnt) THEN r.latency_ms END) AS hi,
-           MAX(p.h - p.k) AS frac
-    FROM ranked r JOIN pos p ON p.role = r.role
-    WHERE r.rn IN (p.k + 1, MIN(p.k + 2, p.cnt))
-    GROUP BY r.role
-),
-p95 AS (SELECT role, lo + frac * (hi - lo) AS p95 FROM pct)
-SELECT t.role AS role,
-       COUNT(*) AS n,
-       SUM(CASE WHEN t.error IS NOT NULL THEN 1 ELSE 0 END) AS errors,
-       (SELECT p95 FROM p95 WHERE p95.role = t.role) AS p95_ms,
-       SUM(CASE WHEN t.latency_ms > :limit_ms THEN 1 ELSE 0 END) AS over_limit,
-       SUM(CASE WHEN neg.request_id IS NOT NULL THEN 1 ELSE 0 END) AS negative_feedback
-FROM t LEFT JOIN neg ON neg.request_id = t.request_id
-GROUP BY t.role
-"""
-
-# The second statement, once the champion's p95 is known: candidate requests slower than
-# champion p95 x (1 + margin).
-# The candidate's slow requests per second of the window: their total, and the sums a
-# cluster-robust variance needs (latency comes in bursts: a GC pause or a busy core slows
-# every request of that moment, so requests of one second are not independent draws).
-_OVER_CLUSTERS_SQL = """
-SELECT count(*) AS clusters, sum(n) AS n, sum(o_rel) AS o_rel, sum(o_rel * o_rel) AS o_rel_sq,
-       sum(o_rel * n) AS o_rel_n, sum(o_lim * o_lim) AS o_lim_sq, sum(o_lim * n) AS o_lim_n,
-       sum(n * n) AS n_sq, sum(o_lim) AS o_lim
+# The candidate's slow requests per second of the window: the sums a cluster-robust
+# variance needs (latency comes in bursts: a GC pause or a busy core slows every request
+# of that moment, so requests of one second are not independent draws). It reads the
+# candidate's rows of the window, as the behaviour counts read both arms' rows.
+_CLUSTERS_SQL = """
+SELECT count(*) AS clusters, sum(n) AS n, sum(n * n) AS n_sq,
+       sum(o_rel) AS o_rel, sum(o_rel * o_rel) AS o_rel_sq, sum(o_rel * n) AS o_rel_n,
+       sum(o_lim) AS o_lim, sum(o_lim * o_lim) AS o_lim_sq, sum(o_lim * n) AS o_lim_n
 FROM (
   SELECT count(*) AS n,
          sum(CASE WHEN latency_ms > :threshold THEN 1 ELSE 0 END) AS o_rel,
@@ -157,142 +68,8 @@ FROM (
 """
 _SECOND = {"sqlite": "substr(ts, 1, 19)", "postgresql": "date_trunc('second', ts)"}
 
-# Sorting a stage's latencies in memory rather than in temp files, and no JIT compile
-# (it costs more than it saves on these short scans). Postgres only, this transaction only.
-_POSTGRES_SETTINGS = ("SET LOCAL work_mem = '64MB'", "SET LOCAL jit = off")
 
-
-@dataclass(frozen=True, slots=True)
-class ArmFigures:
-    """What one arm of a rollout did over a window.
-
-    over_limit: requests slower than the hard p95 limit; over_relative: requests slower
-    than the champion's p95 x (1 + p95 margin) over the same window; *_var: the
-    cluster-robust variance of those proportions, the requests of one second being a
-    cluster (None: fewer than two seconds served, or not computed).
-    """
-
-    n: int = 0
-    errors: int = 0
-    p95_ms: float | None = None
-    over_limit: int = 0
-    over_relative: int = 0
-    over_limit_var: float | None = None
-    over_relative_var: float | None = None
-    negative_feedback: int = 0
-    followup_n: int = 0
-    reformulations: int = 0
-    handoffs: int = 0
-    abandonment_n: int = 0
-    abandonments: int = 0
-
-    @property
-    def error_rate(self) -> float:
-        """errors / n (0 when nothing was served)."""
-        return self.errors / self.n if self.n else 0.0
-
-    @property
-    def negative_feedback_rate(self) -> float:
-        """Requests with negative thumbs feedback / requests served (0 when none)."""
-        return self.negative_feedback / self.n if self.n else 0.0
-
-    @property
-    def reformulation_rate(self) -> float | None:
-        """Answers followed by the user's next query within the follow-up window / answers
-        whose window has passed (None when none has)."""
-        return self.reformulations / self.followup_n if self.followup_n else None
-
-    @property
-    def handoff_rate(self) -> float | None:
-        """Answers whose quick next query asked for a person / answers whose follow-up
-        window has passed (None when none has)."""
-        return self.handoffs / self.followup_n if self.followup_n else None
-
-    @property
-    def abandonment_rate(self) -> float | None:
-        """Answers followed by nothing (no request, no feedback) within the abandonment
-        window / answers whose window has passed (None when none has)."""
-        return self.abandonments / self.abandonment_n if self.abandonment_n else None
-
-
-@dataclass(frozen=True, slots=True)
-class StageFigures:
-    """Both arms of one rollout over [since, until), plus the latency thresholds used."""
-
-    rollout_id: int
-    since: datetime
-    until: datetime
-    champion: ArmFigures
-    candidate: ArmFigures
-    latency_limit_ms: float
-    relative_threshold_ms: float | None
-
-    @property
-    def elapsed_seconds(self) -> float:
-        """Length of the window in seconds."""
-        return (self.until - self.since).total_seconds()
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready view (rates included) for rollout events and reports."""
-        arms = {}
-        for name, arm in (("champion", self.champion), ("candidate", self.candidate)):
-            arms[name] = asdict(arm) | {
-                "error_rate": round(arm.error_rate, 6),
-                "negative_feedback_rate": round(arm.negative_feedback_rate, 6),
-                **{
-                    name: None if rate is None else round(rate, 6)
-                    for name, rate in (
-                        ("reformulation_rate", arm.reformulation_rate),
-                        ("handoff_rate", arm.handoff_rate),
-                        ("abandonment_rate", arm.abandonment_rate),
-                    )
-                },
-            }
-        return {
-            "rollout_id": self.rollout_id,
-            "since": self.since.isoformat(),
-            "until": self.until.isoformat(),
-            "elapsed_seconds": round(self.elapsed_seconds, 3),
-            "latency_limit_ms": self.latency_limit_ms,
-            "relative_threshold_ms": self.relative_threshold_ms,
-            **arms,
-        }
-
-
-def _bind(sql: str) -> Any:
-    """`sql` with typed bind parameters (the negative thumbs values as an expanding list)."""
-    negative: list[Any] = (
-        [bindparam("negative", value=list(NEGATIVE_THUMBS), expanding=True)]
-        if ":negative" in sql
-        else []
-    )
-    limit = [bindparam("limit_ms", type_=Float())] if ":limit_ms" in sql else []
-    return text(sql).bindparams(
-        *negative,
-        *limit,
-        bindparam("rollout_id", type_=Integer()),
-        bindparam("model_name", type_=String()),
-        bindparam("since", type_=UTCDateTime()),
-        bindparam("until", type_=UTCDateTime()),
-    )
-
-
-def _arm(row: Any, prefix: str = "", **counts: int) -> ArmFigures:
-    """One arm's figures from a result row (its columns named `prefix` + field); errors and
-    negative_feedback given in `counts` (separate statements on Postgres) win."""
-    p95 = row[f"{prefix}p95_ms"]
-    return ArmFigures(
-        n=int(row[f"{prefix}n"] or 0),
-        errors=int(counts.get("errors", row.get(f"{prefix}errors") or 0)),
-        p95_ms=None if p95 is None else float(p95),
-        over_limit=int(row[f"{prefix}over_limit"] or 0),
-        negative_feedback=int(
-            counts.get("negative_feedback", row.get(f"{prefix}negative_feedback") or 0)
-        ),
-    )
-
-
-def stage_figures(
+def stage_figures(  # noqa: PLR0913 (keyword-only: the window, the thresholds, the path)
     engine: Engine,
     rollout_id: int,
     *,
@@ -302,14 +79,11 @@ def stage_figures(
     latency_limit_ms: float,
     p95_margin: float,
     behaviour: BehaviourWindows | None = None,
+    exact: bool = False,
 ) -> StageFigures:
-    """Compute both arms' figures of `rollout_id` over [since, until) in SQL, on the rows
-    of `model_name` (the rollout's lead: one row per request).
-
-    A few statements in one transaction: the per-arm aggregates (on Postgres split in
-    latency, errors, and negative feedback, each an index-only scan), then the count of
-    candidate requests slower than the champion's p95 x (1 + p95_margin); with `behaviour`,
-    the users' behaviour counts (core.behaviour) too.
+    """Both arms' figures of `rollout_id` over [since, until), on the rows of
+    `model_name` (the rollout's lead: one row per request): from the rollups, refreshed
+    first, or with `exact=True` from every row of the window.
 
     Raises:
         ValueError: if since/until are naive or since > until.
@@ -326,16 +100,22 @@ def stage_figures(
         "until": until,
         "limit_ms": latency_limit_ms,
     }
+    rollup_limit = None
+    if not exact:
+        try:
+            rollup_limit = refresh_rollups(engine, latency_limit_ms=latency_limit_ms).limit_ms
+        except RollupsBehindError as exc:
+            log.warning("%s: computing rollout %s exactly this time", exc, rollout_id)
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            champion, candidate = _postgres_arms(conn, params)
+        if conn.dialect.name == "postgresql":
+            for setting in _POSTGRES_SETTINGS:
+                conn.execute(text(setting))
+        if rollup_limit is None:
+            champion, candidate, threshold = exact_arms(conn, params, p95_margin)
         else:
-            champion, candidate = _sqlite_arms(conn, params)
-        threshold = None
-        if champion.p95_ms is not None:
-            threshold = champion.p95_ms * (1.0 + p95_margin)
-            if candidate.n:
-                candidate = _over_relative(conn, params, threshold, candidate)
+            champion, candidate, threshold = _rollup_arms(conn, params, p95_margin, rollup_limit)
+        if threshold is not None and candidate.n:
+            candidate = _with_clusters(conn, params, threshold, candidate)
         if behaviour is not None:
             champion, candidate = _with_behaviour(conn, params, behaviour, champion, candidate)
     return StageFigures(
@@ -349,33 +129,44 @@ def stage_figures(
     )
 
 
-def _postgres_arms(conn: Connection, params: dict[str, Any]) -> tuple[ArmFigures, ArmFigures]:
-    """(champion, candidate) on Postgres: latency, errors and negative feedback as three
-    statements, each an index-only scan of the window."""
-    for setting in _POSTGRES_SETTINGS:
-        conn.execute(text(setting))
-    row = conn.execute(_bind(_POSTGRES_SQL), params).mappings().one()
-    errors = dict(conn.execute(_bind(_POSTGRES_ERRORS_SQL), params).tuples().all())
-    negative = dict(conn.execute(_bind(_POSTGRES_NEGATIVE_SQL), params).tuples().all())
-    champion, candidate = (
-        _arm(row, f"{role}_", errors=errors.get(role, 0), negative_feedback=negative.get(role, 0))
-        for role in ("champion", "candidate")
+def _rollup_arms(
+    conn: Connection, params: dict[str, Any], p95_margin: float, rollup_limit_ms: float
+) -> tuple[ArmFigures, ArmFigures, float | None]:
+    """(champion, candidate, relative threshold) from the rollups: counts as summed,
+    p95 from the histogram; over_relative counts the candidate's bins wholly above the
+    champion's p95 upper bound x (1 + p95_margin), the threshold returned."""
+    ensure_ln(conn)
+    totals = rollup_totals(
+        conn, rollout_id=params["rollout_id"], model_name=params["model_name"],
+        since=params["since"], until=params["until"],
+        latency_limit_ms=params["limit_ms"], rollup_limit_ms=rollup_limit_ms,
+    )  # fmt: skip
+    champion, candidate = _arm(totals["champion"]), _arm(totals["candidate"])
+    bound = quantile_upper_bound(totals["champion"].histogram, 0.95)
+    threshold = None if bound is None else bound * (1.0 + p95_margin)
+    if threshold is not None and candidate.n:
+        over = count_at_least(totals["candidate"].histogram, threshold)
+        candidate = replace(candidate, over_relative=over)
+    return champion, candidate, threshold
+
+
+def _arm(totals: ArmTotals) -> ArmFigures:
+    """One arm's figures from its rollup totals."""
+    return ArmFigures(
+        n=totals.n,
+        errors=totals.errors,
+        p95_ms=quantile(totals.histogram, 0.95),
+        over_limit=totals.over_limit,
+        negative_feedback=totals.negative_feedback,
     )
-    return champion, candidate
 
 
-def _sqlite_arms(conn: Connection, params: dict[str, Any]) -> tuple[ArmFigures, ArmFigures]:
-    """(champion, candidate) on SQLite: one statement, one row per arm that served."""
-    arms = {r["role"]: _arm(r) for r in conn.execute(_bind(_SQLITE_SQL), params).mappings()}
-    return arms.get("champion", ArmFigures()), arms.get("candidate", ArmFigures())
-
-
-def _over_relative(
+def _with_clusters(
     conn: Connection, params: dict[str, Any], threshold: float, candidate: ArmFigures
 ) -> ArmFigures:
-    """`candidate` with its requests slower than `threshold` ms counted, and the
-    cluster-robust variances (clusters: seconds) of both slow proportions."""
-    sql = _OVER_CLUSTERS_SQL.format(second=_SECOND.get(conn.dialect.name, _SECOND["sqlite"]))
+    """`candidate` with the cluster-robust variances (clusters: seconds) of its shares of
+    requests slower than `threshold` and than the latency limit."""
+    sql = _CLUSTERS_SQL.format(second=_SECOND.get(conn.dialect.name, _SECOND["sqlite"]))
     row = (
         conn.execute(
             text(sql).bindparams(
@@ -391,19 +182,17 @@ def _over_relative(
         .mappings()
         .one()
     )
-    clusters, n, n_sq = int(row["clusters"] or 0), int(row["n"] or 0), int(row["n_sq"] or 0)
+    sums = {key: int(value or 0) for key, value in row.items()}
+    clusters, n, n_sq = sums["clusters"], sums["n"], sums["n_sq"]
     return replace(
         candidate,
-        over_relative=int(row["o_rel"] or 0),
         over_relative_var=clustered_variance(
-            clusters, n, n_sq, int(row["o_rel"] or 0), int(row["o_rel_sq"] or 0),
-            int(row["o_rel_n"] or 0),
+            clusters, n, n_sq, sums["o_rel"], sums["o_rel_sq"], sums["o_rel_n"]
         ),
         over_limit_var=clustered_variance(
-            clusters, n, n_sq, int(row["o_lim"] or 0), int(row["o_lim_sq"] or 0),
-            int(row["o_lim_n"] or 0),
+            clusters, n, n_sq, sums["o_lim"], sums["o_lim_sq"], sums["o_lim_n"]
         ),
-    )  # fmt: skip
+    )
 
 
 def _with_behaviour(

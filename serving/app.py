@@ -10,15 +10,12 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Engine
-from starlette.exceptions import HTTPException
 
 from config import Settings, get_settings
-from serving.errors import http_error_handler, validation_error_handler
 from serving.limits import BodySizeLimit
 from serving.model_cache import ModelSource
-from serving.openapi import served_openapi
+from serving.openapi import document_and_refuse
 from serving.rollout_state import StateReader
 from serving.routes import router
 from serving.service import RouterService
@@ -92,8 +89,6 @@ def create_app(  # noqa: PLR0913 (each is an independent part of the router)
 
     app = FastAPI(title=TITLE, summary=SUMMARY, lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=settings.ROUTER_MAX_BODY_BYTES)
-    app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_exception_handler(HTTPException, http_error_handler)
     app.include_router(router)
-    app.openapi = served_openapi(app, settings.MODELS)  # type: ignore[method-assign]
+    document_and_refuse(app, settings.MODELS)
     return app

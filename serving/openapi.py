@@ -8,7 +8,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException
+
+from serving.errors import http_error_handler, validation_error_handler
+
+
+def document_and_refuse(app: FastAPI, models: Sequence[str]) -> None:
+    """Install the router's error handlers (serving/errors.py: a refusal never echoes the
+    input) and its OpenAPI document (`served_openapi`)."""
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
+    app.openapi = served_openapi(app, models)  # type: ignore[method-assign]
 
 
 def served_openapi(app: FastAPI, models: Sequence[str]) -> Callable[[], dict[str, Any]]:

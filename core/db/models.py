@@ -1,7 +1,8 @@
 """SQLAlchemy 2 table models of the state database (identical on SQLite and Postgres).
 
 `traffic` and `feedback` are written by routers; `rollouts`, `rollout_events` and
-`releases` are written only through `core.ledger`.
+`releases` are written only through `core.ledger`; `traffic_rollups` and `rollup_marks`
+only through `core.rollups`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -224,3 +226,36 @@ class ReleaseStateRow(Base):
     rows: Mapped[int] = mapped_column(Integer)
     built_at: Mapped[datetime] = mapped_column(UTCDateTime())
     build_seconds: Mapped[float] = mapped_column(Float)
+
+
+class TrafficRollup(Base):
+    """Per rollout, lead model, arm and bucket (a minute or an hour of `traffic.ts`): what
+    the stage figures need, added up incrementally by core.rollups."""
+
+    __tablename__ = "traffic_rollups"
+
+    rollout_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # 1 (a minute) or 60 (an hour); bucket: its first minute, in minutes since the epoch
+    span_minutes: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    over_limit: Mapped[int] = mapped_column(BigInteger)
+    negative_feedback: Mapped[int] = mapped_column(BigInteger)
+    # core.latency_histogram.encode: sparse (bin, count) pairs of the fixed log bins
+    latency_bins: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RollupMark(Base):
+    """How far core.rollups has read `traffic` and `feedback` (by id), and the latency
+    limit its over_limit counts use; one row."""
+
+    __tablename__ = "rollup_marks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    traffic_id: Mapped[int] = mapped_column(BigInteger)
+    feedback_id: Mapped[int] = mapped_column(BigInteger)
+    limit_ms: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
