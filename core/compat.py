@@ -29,12 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from core.compat_envs import (
-    EnvironmentFingerprint,
-    PythonEnvironment,
-    probe_fingerprint,
-    run_probe,
-)
+from core.compat_envs import PythonEnvironment, probe_fingerprint, run_probe
+from core.compat_fingerprint import EnvironmentFingerprint
 from core.compat_probe import sha256_mismatch
 from core.errors import NotFoundError
 from core.lineage import (

@@ -15,9 +15,8 @@ file and the Python version), so a second build of the same lock is a lookup: th
 never used half made. The project's own code is not installed: the probe runs with the
 code root (default: this checkout) first on PYTHONPATH, as an image puts its code there.
 
-`EnvironmentFingerprint` is what a pickled model depends on: image, python, key packages
-and the model family's source hash. A probe measures it *inside* the environment, so a
-verdict records which environment judged it.
+`probe_fingerprint` measures an `EnvironmentFingerprint` (core.compat_fingerprint)
+*inside* the environment, so a verdict records which environment judged it.
 """
 
 from __future__ import annotations
@@ -32,13 +31,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from core.compat_fingerprint import EnvironmentFingerprint
 from core.compat_probe import RESULT_PREFIX
 from core.errors import SmlError
-from core.lineage import TAG_FAMILY_SOURCE, TAG_IMAGE, TAG_PACKAGE_PREFIX, TAG_PYTHON
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EnvironmentKind = Literal["lock", "requirements", "python"]
@@ -49,82 +48,6 @@ READY_MARKER = "READY"
 class EnvironmentBuildError(SmlError):
     """An environment could not be built or used (uv missing, registry unreachable, bad
     pins, no such interpreter); the message carries the tool's last lines."""
-
-
-@dataclass(frozen=True)
-class EnvironmentFingerprint:
-    """What a pickled model depends on: image, python, key packages, family source."""
-
-    image_version: str
-    python_version: str
-    packages: dict[str, str] = field(default_factory=dict)
-    family_source_hash: str = ""
-
-    @classmethod
-    def from_tags(cls, tags: Mapping[str, str]) -> EnvironmentFingerprint:
-        """The fingerprint a version recorded at registration."""
-        return cls(
-            image_version=tags.get(TAG_IMAGE, ""),
-            python_version=tags.get(TAG_PYTHON, ""),
-            packages={
-                key.removeprefix(TAG_PACKAGE_PREFIX): value
-                for key, value in tags.items()
-                if key.startswith(TAG_PACKAGE_PREFIX)
-            },
-            family_source_hash=tags.get(TAG_FAMILY_SOURCE, ""),
-        )
-
-    def to_json(self) -> str:
-        """Compact JSON (stored as a tag next to a verdict: who judged it)."""
-        return json.dumps(
-            {
-                "image": self.image_version,
-                "python": self.python_version,
-                "packages": self.packages,
-                "family_source_hash": self.family_source_hash,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> EnvironmentFingerprint:
-        """The fingerprint `to_json` wrote.
-
-        Raises:
-            ValueError: not such a JSON object.
-        """
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("a fingerprint is a JSON object")
-        return cls(
-            str(data.get("image", "")),
-            str(data.get("python", "")),
-            {str(k): str(v) for k, v in dict(data.get("packages") or {}).items()},
-            str(data.get("family_source_hash", "")),
-        )
-
-    def differences(self, other: EnvironmentFingerprint) -> list[str]:
-        """Human-readable differences from `self` (recorded) to `other` (judging).
-
-        An `other` with no image version (an environment no image was built from yet,
-        a preflight) is not compared on the image.
-        """
-        out = []
-        if other.image_version and self.image_version != other.image_version:
-            out.append(f"image {self.image_version or '?'} -> {other.image_version}")
-        if self.python_version != other.python_version:
-            out.append(f"python {self.python_version or '?'} -> {other.python_version}")
-        for package in sorted(set(self.packages) | set(other.packages)):
-            before, after = self.packages.get(package), other.packages.get(package)
-            if before != after:
-                out.append(f"{package} {before or 'absent'} -> {after or 'absent'}")
-        if self.family_source_hash != other.family_source_hash:
-            out.append(
-                f"model family source {self.family_source_hash[:8] or '?'} -> "
-                f"{other.family_source_hash[:8] or '?'}"
-            )
-        return out
 
 
 def file_sha256(path: Path) -> str:
@@ -202,6 +125,31 @@ def spec_from_file(
             "for a plain list of pins use --requirements"
         )
     return EnvironmentSpec(kind, path, file_sha256(path), python or _running_python(), root)
+
+
+def spec_from_choice(
+    *,
+    lock: Path | None = None,
+    requirements: Path | None = None,
+    python: Path | None = None,
+    code_root: Path | None = None,
+    python_version: str | None = None,
+) -> EnvironmentSpec:
+    """The spec of the one of `lock`, `requirements`, `python` that is given.
+
+    Raises:
+        EnvironmentBuildError: none or several given, or see `spec_from_file`.
+    """
+    choices: tuple[tuple[EnvironmentKind, Path | None], ...] = (
+        ("lock", lock),
+        ("requirements", requirements),
+        ("python", python),
+    )
+    given = [(kind, path) for kind, path in choices if path is not None]
+    if len(given) != 1:
+        raise EnvironmentBuildError("give exactly one of a lock, a requirements file or a python")
+    kind, path = given[0]
+    return spec_from_file(kind, path, python=python_version, code_root=code_root)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from core.compat import (
     current_fingerprint,
     digest_mismatch,
 )
-from core.compat_envs import EnvironmentFingerprint, PythonEnvironment, running_lock_hash
+from core.compat_envs import PythonEnvironment, running_lock_hash
+from core.compat_fingerprint import EnvironmentFingerprint
 from core.errors import NotFoundError
 from core.ledger import releases_history
 
@@ -245,3 +246,22 @@ def _as_verdict(value: str) -> Verdict:
         if value == verdict:
             return verdict
     return "broken"
+
+
+def preflight_markdown(result: PreflightResult) -> str:
+    """The preflight as a markdown report: the decision, then one row per version."""
+    lines = [
+        f"# Preflight under {result.environment}",
+        "",
+        f"**{'passes' if result.passed else 'FAILS'}**: {result.summary()}",
+        "",
+        "| model | version | roles | verdict | reason |",
+        "|---|---|---|---|---|",
+    ]
+    for row in result.rows:
+        report = row.report
+        verdict = f"**{report.verdict}** (blocks)" if row.blocking else report.verdict
+        reason = report.reason.replace("|", "\\|")
+        roles = ", ".join(row.subject.roles)
+        lines.append(f"| {report.name} | {report.version} | {roles} | {verdict} | {reason} |")
+    return "\n".join(lines) + "\n"

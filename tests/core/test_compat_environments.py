@@ -18,11 +18,11 @@ from core.aliases import env_alias
 from core.compat import check_version
 from core.compat_envs import (
     EnvironmentBuildError,
-    EnvironmentFingerprint,
     prepare_environment,
     running_lock_hash,
     spec_from_file,
 )
+from core.compat_fingerprint import EnvironmentFingerprint
 from core.compat_preflight import (
     PreflightSubject,
     preflight_subjects,
