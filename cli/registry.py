@@ -232,8 +232,11 @@ def check_version(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `sml registry` to the app."""
+    """Add `sml registry` to the app, and the compat commands (`sml compat`, `sml retrain`)."""
+    from cli.compat import register as register_compat
+
     app.add_typer(registry_app, name="registry")
+    register_compat(app)
 
 
 def step_registry_state(settings: Settings, console: Console) -> None:

@@ -248,6 +248,14 @@ class Settings(BaseSettings):
         2_000, ge=1, description="corpus rows embedded and written per state-build chunk"
     )
 
+    # --- compat preflight (core.compat_preflight) ----------------------------------------
+    COMPAT_DRIFT_TOLERANCE: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of a champion's golden predictions a new environment may change",
+    )
+
     # --- validators ----------------------------------------------------------------------
     @field_validator("MODELS", mode="before")
     @classmethod

@@ -24,24 +24,18 @@ installed now rather than the modules the caller already imported.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from core.compat_probe import RESULT_PREFIX, sha256_mismatch
+from core.compat_envs import PythonEnvironment, probe_fingerprint, run_probe
+from core.compat_fingerprint import EnvironmentFingerprint
+from core.compat_probe import sha256_mismatch
 from core.errors import NotFoundError
 from core.lineage import (
     ERROR_PREFIX,
     KEY_PACKAGES,
-    TAG_FAMILY_SOURCE,
-    TAG_IMAGE,
-    TAG_PACKAGE_PREFIX,
-    TAG_PYTHON,
     FamilySource,
     compat_tag,
     golden_digest,
@@ -55,49 +49,6 @@ if TYPE_CHECKING:
 Verdict = Literal["identical", "compatible", "drifted", "broken"]
 VERDICTS: tuple[Verdict, ...] = ("identical", "compatible", "drifted", "broken")
 DEFAULT_TIMEOUT_S = 120.0
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class EnvironmentFingerprint:
-    """What a pickled model depends on: image, python, key packages, family source."""
-
-    image_version: str
-    python_version: str
-    packages: dict[str, str] = field(default_factory=dict)
-    family_source_hash: str = ""
-
-    @classmethod
-    def from_tags(cls, tags: dict[str, str]) -> EnvironmentFingerprint:
-        """The fingerprint a version recorded at registration."""
-        return cls(
-            image_version=tags.get(TAG_IMAGE, ""),
-            python_version=tags.get(TAG_PYTHON, ""),
-            packages={
-                key.removeprefix(TAG_PACKAGE_PREFIX): value
-                for key, value in tags.items()
-                if key.startswith(TAG_PACKAGE_PREFIX)
-            },
-            family_source_hash=tags.get(TAG_FAMILY_SOURCE, ""),
-        )
-
-    def differences(self, other: EnvironmentFingerprint) -> list[str]:
-        """Human-readable differences from `self` (recorded) to `other` (running)."""
-        out = []
-        if self.image_version != other.image_version:
-            out.append(f"image {self.image_version or '?'} -> {other.image_version}")
-        if self.python_version != other.python_version:
-            out.append(f"python {self.python_version or '?'} -> {other.python_version}")
-        for package in sorted(set(self.packages) | set(other.packages)):
-            before, after = self.packages.get(package), other.packages.get(package)
-            if before != after:
-                out.append(f"{package} {before or 'absent'} -> {after or 'absent'}")
-        if self.family_source_hash != other.family_source_hash:
-            out.append(
-                f"model family source {self.family_source_hash[:8] or '?'} -> "
-                f"{other.family_source_hash[:8] or '?'}"
-            )
-        return out
 
 
 def current_fingerprint(
@@ -130,6 +81,15 @@ class CompatReport:
     differences: tuple[str, ...] = ()
     golden_checked: int = 0
     golden_mismatches: int = 0
+    environment: str = "running"
+    """Which environment judged: `running` (this interpreter) or an `EnvironmentSpec` label."""
+    judged_by: EnvironmentFingerprint | None = None
+    """The fingerprint of the environment that judged (measured inside it)."""
+
+    @property
+    def drift_share(self) -> float:
+        """The share of golden predictions that differ (0 when none were checked)."""
+        return self.golden_mismatches / self.golden_checked if self.golden_checked else 0.0
 
     @property
     def safe_to_serve(self) -> bool:
@@ -146,41 +106,21 @@ class ProbeOutcome:
 
 
 def probe_artifact(
-    pickle_path: Path, sha256: str, inputs: Sequence[str], timeout_s: float = DEFAULT_TIMEOUT_S
+    pickle_path: Path,
+    sha256: str,
+    inputs: Sequence[str],
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    environment: PythonEnvironment | None = None,
 ) -> ProbeOutcome:
-    """Unpickle and predict `inputs` in a fresh interpreter; never raises for a bad pickle.
-
-    The child gets this process's environment with the project root prepended to
-    PYTHONPATH; anything else on PYTHONPATH stays (that is where an image's code lives).
-    """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        part for part in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if part
-    )
-    request = json.dumps(
-        {"pickle_path": str(pickle_path), "sha256": sha256, "inputs": list(inputs)}
-    )
-    try:
-        completed = subprocess.run(
-            [sys.executable, "-m", "core.compat_probe"],
-            input=request,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env=env,
-            cwd=str(PROJECT_ROOT),
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return ProbeOutcome(error=f"loading timed out after {timeout_s:g} s (process killed)")
-    lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if not lines:
-        tail = (completed.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        return ProbeOutcome(error=f"loader process exited with code {completed.returncode}: {tail}")
-    result = json.loads(lines[-1].removeprefix(RESULT_PREFIX))
-    if not result["ok"]:
-        return ProbeOutcome(error=f"{result['stage']} failed: {result['error']}")
-    return ProbeOutcome(predictions=tuple(result["predictions"]))
+    """Unpickle and predict `inputs` in a fresh interpreter of `environment` (None: this
+    one); never raises for a bad pickle (`core.compat_envs.run_probe`)."""
+    request = {"pickle_path": str(pickle_path), "sha256": sha256, "inputs": list(inputs)}
+    run = run_probe(environment, request, timeout_s)
+    if run.result is None:
+        return ProbeOutcome(error=run.error)
+    if not run.result["ok"]:
+        return ProbeOutcome(error=f"{run.result['stage']} failed: {run.result['error']}")
+    return ProbeOutcome(predictions=tuple(run.result["predictions"]))
 
 
 def digest_mismatch(pickle_path: Path, expected_sha256: str) -> str | None:
@@ -200,6 +140,23 @@ def digest_mismatch(pickle_path: Path, expected_sha256: str) -> str | None:
     return None
 
 
+def judging_fingerprint(
+    registry: ModelRegistry, name: str, image: str, environment: PythonEnvironment | None
+) -> EnvironmentFingerprint:
+    """The fingerprint of whoever judges `name`: this process (under `image`), or
+    `environment` measured inside it (no image: it is judged before any is built).
+
+    Raises:
+        NotFoundError: a module of the family's source cannot be found here.
+        EnvironmentBuildError: `environment` cannot be probed.
+    """
+    family = registry.family_source(name)
+    if environment is None:
+        return current_fingerprint(image, family)
+    modules = family.source_modules if family is not None else ()
+    return probe_fingerprint(environment, KEY_PACKAGES, modules)
+
+
 def check_version(
     registry: ModelRegistry,
     name: str,
@@ -207,22 +164,28 @@ def check_version(
     *,
     image_version: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    environment: PythonEnvironment | None = None,
 ) -> CompatReport:
-    """Judge a registered version under the running environment (image: the registry's).
+    """Judge a registered version under the running environment (image: the registry's),
+    or under `environment` (its python, packages and code; no image is compared).
 
-    The running family source is that of the family the registry knows as `name`.
+    The judging family source is that of the family the registry knows as `name`.
 
     Raises:
         NotFoundError: the version does not exist.
+        EnvironmentBuildError: `environment` cannot be probed.
     """
     info = registry.get_version(name, version)
-    image = image_version or registry.image_version
+    image = image_version or (registry.image_version if environment is None else "")
     recorded = EnvironmentFingerprint.from_tags(info.tags)
-    running = current_fingerprint(image, registry.family_source(name))
-    differences = tuple(recorded.differences(running))
+    judge = judging_fingerprint(registry, name, image, environment)
+    differences = tuple(recorded.differences(judge))
+    where = environment.label if environment is not None else "running"
 
     def report(verdict: Verdict, reason: str, checked: int = 0, bad: int = 0) -> CompatReport:
-        return CompatReport(name, info.version, image, verdict, reason, differences, checked, bad)
+        return CompatReport(
+            name, info.version, image, verdict, reason, differences, checked, bad, where, judge
+        )
 
     try:
         pickle_path = registry.artifact_path(name, info.version)
@@ -232,14 +195,15 @@ def check_version(
     if mismatch is not None:
         return report("broken", mismatch)
     if not differences:
-        return report("identical", "same image, python, packages and model family source")
+        same = "python, packages and model family source"
+        return report("identical", f"same {'image, ' if image else ''}{same}")
     try:
         inputs, expected = registry.golden_predictions(name, info.version)
     except NotFoundError as exc:
         return report("broken", str(exc))
     if info.golden_digest and golden_digest(inputs, expected) != info.golden_digest:
         return report("broken", "the golden predictions artifact does not match its digest")
-    outcome = probe_artifact(pickle_path, info.artifact_sha256, inputs, timeout_s)
+    outcome = probe_artifact(pickle_path, info.artifact_sha256, inputs, timeout_s, environment)
     if outcome.error is not None:
         return report("broken", outcome.error)
     verdict, reason, bad = golden_verdict(inputs, expected, outcome.predictions, differences)
@@ -278,10 +242,20 @@ def golden_verdict(
 
 
 def record_verdict(registry: ModelRegistry, report: CompatReport) -> None:
-    """Store a verdict on its version: `compat.<image>` = verdict, `.reason` = reason."""
+    """Store a verdict on its version: `compat.<image>` = verdict, `.reason` = reason,
+    `.env` = the fingerprint of the environment that judged it.
+
+    Raises:
+        ValueError: the report names no image (a preflight's: `core.compat_preflight`
+            records those under the lock's hash).
+    """
+    if not report.image_version:
+        raise ValueError("a verdict judged under no image is recorded by the preflight")
     key = compat_tag(report.image_version)
     registry.set_tag(report.name, report.version, key, report.verdict)
     registry.set_tag(report.name, report.version, f"{key}.reason", report.reason[:1000])
+    if report.judged_by is not None:
+        registry.set_tag(report.name, report.version, f"{key}.env", report.judged_by.to_json())
 
 
 __all__ = [
@@ -293,6 +267,7 @@ __all__ = [
     "check_version",
     "current_fingerprint",
     "digest_mismatch",
+    "judging_fingerprint",
     "probe_artifact",
     "record_verdict",
 ]

@@ -8,6 +8,15 @@ predicts every input one by one, and prints one result line on stdout:
     SML-PROBE-RESULT {"ok": true, "predictions": [...]}
     SML-PROBE-RESULT {"ok": false, "stage": "digest|read|unpickle|predict", "error": "..."}
 
+A fingerprint request, `{"fingerprint": {"packages": [str], "source_modules": [str]}}`,
+asks what this interpreter would judge with instead (nothing is unpickled):
+
+    SML-PROBE-RESULT {"ok": true, "fingerprint": {"python_version": ..., "packages": {...},
+                      "family_source_hash": ...}}
+
+The child imports only the standard library and `core.lineage` before unpickling, so it
+runs under any Python environment (`core.compat_envs`) with the project on PYTHONPATH.
+
 A crash (segfault, os._exit in a malicious pickle) or a hang is handled by the parent:
 that is the point of running here.
 """
@@ -33,10 +42,31 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+def fingerprint(request: dict[str, Any]) -> dict[str, Any]:
+    """This interpreter's python, package versions and family source hash (docstring)."""
+    from core.lineage import module_source_hash, package_versions, python_version
+
+    modules = list(request.get("source_modules") or [])
+    try:
+        source = module_source_hash(modules, sys.path) if modules else ""
+    except Exception as exc:  # reported, not raised: the parent names the environment
+        return {"ok": False, "stage": "fingerprint", "error": _describe(exc)}
+    return {
+        "ok": True,
+        "fingerprint": {
+            "python_version": python_version(),
+            "packages": package_versions(list(request.get("packages") or [])),
+            "family_source_hash": source,
+        },
+    }
+
+
 def probe(request: dict[str, Any]) -> dict[str, Any]:
     """Verify, unpickle and predict as described in the module docstring."""
     from core.lineage import predict_each
 
+    if "fingerprint" in request:
+        return fingerprint(request["fingerprint"])
     path = Path(request["pickle_path"])
     try:
         data = path.read_bytes()

@@ -23,6 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.errors import NotFoundError
+
 #: Packages whose versions are pinned in the logged requirements and recorded as tags.
 KEY_PACKAGES: tuple[str, ...] = ("scikit-learn", "numpy", "scipy", "pandas", "cloudpickle")
 SERIALIZATION_FORMAT = "cloudpickle"
@@ -55,6 +57,11 @@ class FamilySource(Protocol):
     @property
     def name(self) -> str:
         """The registered model name of the family."""
+        ...
+
+    @property
+    def source_modules(self) -> tuple[str, ...]:
+        """The modules of ours a pickle of this family depends on (`source_hash` reads)."""
         ...
 
     def source_hash(self) -> str:
@@ -106,6 +113,31 @@ def package_versions(packages: Sequence[str] = KEY_PACKAGES) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return found
+
+
+def module_source_hash(modules: Sequence[str], search_path: Sequence[str]) -> str:
+    """sha256 over the source files of `modules`, found on `search_path` without importing.
+
+    The same digest as `models.ModelFamily.source_hash` (sorted module names, each as
+    `name NUL bytes NUL`), computed by path so a probe can hash the source an environment
+    would import even when importing it would fail there.
+
+    Raises:
+        NotFoundError: a module has no source file on `search_path`.
+    """
+    digest = hashlib.sha256()
+    for module in sorted(modules):
+        relative = Path(*module.split("."))
+        candidates = [
+            Path(folder or ".") / suffix
+            for folder in search_path
+            for suffix in (relative.with_suffix(".py"), relative / "__init__.py")
+        ]
+        found = next((path for path in candidates if path.is_file()), None)
+        if found is None:
+            raise NotFoundError(f"module {module} has no source file on the search path")
+        digest.update(module.encode() + b"\0" + found.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def python_version() -> str:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from core.aliases import env_alias
 from core.compat import CompatReport, check_version, record_verdict
+from core.compat_preflight import reuse_preflight
 from core.errors import ConflictError
 from core.ledger import ReleaseRecord, current_release, list_rollouts, record_release
 from core.release_state import require_ready
@@ -237,16 +238,24 @@ def plan_model(
     )
 
 
-def judge_champion(registry: ModelRegistry, plan: RetrainPlan) -> CompatReport | None:
+def judge_champion(
+    registry: ModelRegistry, plan: RetrainPlan, lock_hash: str | None = None
+) -> CompatReport | None:
     """Judge the plan's champion under its image and record the verdict as version tags
     (`compat.<image>`); None when there is no champion.
+
+    A preflight of this image's lock (`core.compat_preflight`, `lock_hash`: default the
+    running checkout's uv.lock) already judged it under this very environment: that
+    verdict is reused (its artifact digest checked again) instead of loading it again.
 
     Raises:
         NotFoundError: the champion version does not exist.
     """
     if plan.champion_version is None:
         return None
-    report = check_version(
+    report = reuse_preflight(
+        registry, plan.model, plan.champion_version, plan.image_version, lock_hash
+    ) or check_version(
         registry, plan.model, plan.champion_version, image_version=plan.image_version
     )
     record_verdict(registry, report)

@@ -23,7 +23,7 @@ def _id(d: dict[str, Any]) -> str:
 
 def test_prefect_yaml_has_local_stg_and_prd_for_every_flow() -> None:
     per_flow = Counter(d["entrypoint"] for d in DEPLOYMENTS)
-    assert len(per_flow) == 11  # ten flows + the image.published relay
+    assert len(per_flow) == 12  # eleven flows + the image.published relay
     for entrypoint in per_flow:
         names = sorted(d["name"] for d in DEPLOYMENTS if d["entrypoint"] == entrypoint)
         assert names == ["local", "prd", "stg"], entrypoint
