@@ -11,7 +11,8 @@ project's models (measured here with uv on Python 3.11; the project pins scikit-
 - `broken`: numpy 1.25 (with scikit-learn 1.5.2, pandas 2.2): the pickles reference
   `numpy._core`, which numpy before 1.26 does not have: unpickling fails (numpy 1.26
   ships a `numpy._core` shim and loads the registry's protocol-4 pickles: compatible);
-- the running lock (`uv.lock` of this checkout): the same pins, so `identical`.
+- the running lock (`uv.lock` of this checkout): the same pins, so `identical`;
+- a lock of this project with scikit-learn 1.8.0 (`uv lock` of a copy of pyproject.toml).
 
 They are built under a stable folder (SML_TEST_ENV_CACHE, default
 ~/.cache/stateful-ml/compat-envs), keyed by the hash of their pins, so a rerun is warm.
@@ -38,6 +39,7 @@ from core.compat_envs import (
     PythonEnvironment,
     prepare_environment,
     spec_from_file,
+    uv_command,
 )
 
 ENV_CACHE = Path(
@@ -89,6 +91,34 @@ def requirements_environment(name: str) -> PythonEnvironment:
 def running_lock_environment() -> PythonEnvironment:
     """An environment built from this checkout's uv.lock: the running pins."""
     return build_or_skip(lambda: spec_from_file("lock", PROJECT_ROOT / "uv.lock"))
+
+
+def lock_environment(package: str, version: str) -> PythonEnvironment:
+    """An environment built from a uv.lock of this project with `package` pinned to
+    `version` (`uv lock` of a copy of pyproject.toml, kept under ENV_CACHE: relocked only
+    when that copy changes)."""
+
+    def make() -> EnvironmentSpec:
+        folder = ENV_CACHE / f"lock-{package}-{version}"
+        folder.mkdir(parents=True, exist_ok=True)
+        source = (PROJECT_ROOT / "pyproject.toml").read_text()
+        pinned = f'"{package}=={metadata.version(package)}"'
+        assert pinned in source, f"pyproject.toml no longer pins {pinned}"
+        project = source.replace(pinned, f'"{package}=={version}"')
+        lock = folder / "uv.lock"
+        if not lock.is_file() or (folder / "pyproject.toml").read_text() != project:
+            shutil.copyfile(PROJECT_ROOT / "uv.lock", lock)  # the running pins, preferred
+            (folder / "pyproject.toml").write_text(project)
+            done = subprocess.run(
+                [*uv_command(), "lock", "--quiet", "--project", str(folder)],
+                capture_output=True, text=True, timeout=900, check=False,
+            )  # fmt: skip
+            if done.returncode != 0:
+                lock.unlink()
+                raise EnvironmentBuildError(f"uv lock failed: {done.stderr.strip()[-400:]}")
+        return spec_from_file("lock", lock)
+
+    return build_or_skip(make)
 
 
 def changed_code_root(folder: Path, old: str, new: str) -> Path:

@@ -35,6 +35,7 @@ from core.retrain import judge_champion, plan_model
 from tests.core.compat_environments import (
     DIFFERENCES,
     changed_code_root,
+    lock_environment,
     real_load,
     requirements_environment,
     running_lock_environment,
@@ -109,6 +110,20 @@ def test_check_version_under_the_running_lock_is_identical(
         {k.removeprefix("pkg."): v for k, v in info.tags.items() if k.startswith("pkg.")},
         info.tags["family_source_hash"],
     )
+
+
+def test_check_version_under_a_lock_with_another_scikit_learn_agrees_with_the_real_load(
+    registered: tuple[ModelRegistry, ModelVersionInfo],
+) -> None:
+    registry, info = registered
+    environment = lock_environment("scikit-learn", "1.8.0")
+    assert environment.spec.kind == "lock"
+    report = check_version(registry, info.name, info.version, environment=environment)
+    assert report.verdict == "compatible", report.reason
+    assert report.differences == (f"scikit-learn {info.tags['pkg.scikit-learn']} -> 1.8.0",)
+    inputs, expected = registry.golden_predictions(info.name, info.version)
+    loaded = real_load(environment, registry.artifact_path(info.name, info.version), inputs)
+    assert _agrees_with_real_load(report.verdict, loaded, expected), loaded
 
 
 @pytest.mark.parametrize(
