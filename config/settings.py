@@ -248,6 +248,14 @@ class Settings(BaseSettings):
         2_000, ge=1, description="corpus rows embedded and written per state-build chunk"
     )
 
+    # --- distributed chunks (prefect-dask) -------------------------------------------------
+    DASK_SCHEDULER_ADDRESS: str | None = Field(
+        None,
+        pattern=r"^(tcp|tls|ws|wss|inproc|ucx)://\S+$",
+        description="Dask scheduler (tcp://host:8786) the replay and state-build chunks run on; "
+        "empty: in process",
+    )
+
     # --- validators ----------------------------------------------------------------------
     @field_validator("MODELS", mode="before")
     @classmethod
