@@ -212,7 +212,7 @@ def main() -> None:
         from prefect.testing.utilities import prefect_test_harness
 
         with (
-            prefect_test_harness(server_startup_timeout=120),
+            prefect_test_harness(server_startup_timeout=600),
             LocalCluster(
                 n_workers=args.workers, threads_per_worker=1, processes=True,
                 host="127.0.0.1", dashboard_address=None,
