@@ -256,6 +256,14 @@ class Settings(BaseSettings):
         description="share of a champion's golden predictions a new environment may change",
     )
 
+    # --- distributed chunks (prefect-dask) -------------------------------------------------
+    DASK_SCHEDULER_ADDRESS: str | None = Field(
+        None,
+        pattern=r"^(tcp|tls|ws|wss|inproc|ucx)://\S+$",
+        description="Dask scheduler (tcp://host:8786) the replay and state-build chunks run on; "
+        "empty: in process",
+    )
+
     # --- validators ----------------------------------------------------------------------
     @field_validator("MODELS", mode="before")
     @classmethod

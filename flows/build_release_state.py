@@ -7,8 +7,9 @@ index, in chunks mapped across workers, and publish it.
 Run by retrain (a subflow) before a new version of a stateful family gets a role: a
 version takes no traffic before its state is published. Under the version's build lock:
 if the state is published already, nothing to do; else prepare a clean staging area
-(dropping what a killed build left), write the chunks (mapped tasks: with prefect-dask
-they spread across workers; a progress artifact follows them), then publish with one
+(dropping what a killed build left), write the chunks (mapped tasks: with
+DASK_SCHEDULER_ADDRESS set they run on the workers of that Dask cluster, else in this
+process; a progress artifact follows them), then publish with one
 rename and the `release_states` row. Leaves a markdown artifact with rows and seconds.
 """
 
@@ -20,7 +21,6 @@ from config import get_settings
 from core.db import state_database
 from core.release_state import ReleaseState, build_report_markdown
 from core.reporting import artifact_key
-from tasks.registry import open_registry
 from tasks.release_state import (
     find_published,
     plan_chunks,
@@ -50,22 +50,23 @@ def build_release_state(
     """
     settings = get_settings()
     version = str(version)
-    with state_database(settings.database_url, wait_seconds=10) as engine:
-        registry = open_registry(settings)
-        with state_build_lock(engine, model_name, version):
-            # Extract: published already? else the corpus, in chunks
-            state = find_published(engine, model_name, version)
-            built = state is None
-            if state is None:
-                corpus = read_corpus(settings)
-                chunks = plan_chunks(corpus, chunk_rows or settings.RELEASE_STATE_CHUNK_ROWS)
+    with (
+        state_database(settings.database_url, wait_seconds=10) as engine,
+        state_build_lock(engine, model_name, version),
+    ):
+        # Extract: published already? else the corpus, in chunks
+        state = find_published(engine, model_name, version)
+        built = state is None
+        if state is None:
+            corpus = read_corpus(settings)
+            chunks = plan_chunks(corpus, chunk_rows or settings.RELEASE_STATE_CHUNK_ROWS)
 
-                # Transform: a clean staging area, every chunk embedded and written
-                area = prepare_staging(engine, model_name, version, settings)
-                rows = write_chunks(engine, registry, area, model_name, version, chunks)
+            # Transform: a clean staging area, every chunk embedded and written
+            area = prepare_staging(engine, model_name, version, settings)
+            rows = write_chunks(settings, area, model_name, version, chunks)
 
-                # Load: one rename and the release_states row
-                state = publish(engine, area, model_name, version, rows)
+            # Load: one rename and the release_states row
+            state = publish(engine, area, model_name, version, rows)
 
     # Report
     publish_markdown(

@@ -3,7 +3,8 @@
 Samples the requests an env served in the last SHADOW_WINDOW_HOURS. A sampled request the
 candidate already answered in online shadow (the router's `shadow` row of the same
 request) is evidence as it is; only the others are replayed, in
-chunks (mapped tasks: on a cluster each chunk can run on another worker) through both
+chunks (mapped tasks: with DASK_SCHEDULER_ADDRESS set they run on the workers of that
+Dask cluster, else in this process; `tasks.chunk_runner`) through both
 versions, times single requests on a subsample, and reports agreement, error rates,
 latency percentiles and, where feedback holds labels, paired accuracy (McNemar), each
 rate with a 95% interval. The gate (Settings SHADOW_*) lists every failed threshold.
@@ -21,10 +22,9 @@ from __future__ import annotations
 
 from prefect import flow, unmapped
 
-from config import get_settings
+from config import Settings, get_settings
 from core.db import state_database, utcnow
 from core.loadtest import LoadTestReport, load_test_due
-from core.registry import ModelRegistry
 from core.reporting import artifact_key
 from core.shadow import (
     ChunkCounts,
@@ -37,6 +37,7 @@ from core.shadow import (
 )
 from flows.load_test import load_test as load_test_flow
 from models import stateful_models
+from tasks.chunk_runner import map_chunks
 from tasks.registry import open_registry
 from tasks.reporting import advance_progress, start_progress
 from tasks.shadow import (
@@ -92,7 +93,7 @@ def shadow_evaluation(  # noqa: PLR0913 (each parameter is a field of the run fo
         # Transform: online pairs as they are, replay the rest in mapped chunks, time
         # single requests of both (the latency evidence), judge over the union
         split = split_sample(requests)
-        counts = [split.online, *replay(registry, subjects, split.to_replay, sampling.batch_size)]
+        counts = [split.online, *replay(settings, subjects, split.to_replay, sampling.batch_size)]
         latency = measure_latency(registry, subjects, requests, sampling.latency_sample)
         thresholds = ShadowThresholds.from_settings(settings)
         report = evaluate(counts, latency, thresholds, subjects, split.online_latency)
@@ -130,22 +131,21 @@ def pre_canary_load_test(subjects: ShadowSubjects, log_mlflow: bool) -> LoadTest
 
 
 def replay(
-    registry: ModelRegistry,
-    subjects: ShadowSubjects,
-    requests: list[ReplayRequest],
-    batch_size: int,
+    settings: Settings, subjects: ShadowSubjects, requests: list[ReplayRequest], batch_size: int
 ) -> list[ChunkCounts]:
-    """Replay the sample as mapped tasks, one per chunk; a progress artifact follows them."""
+    """Replay the sample as mapped tasks, one per chunk, on the Dask cluster at
+    DASK_SCHEDULER_ADDRESS if set (else in this process); a progress artifact follows."""
     chunks = chunk_requests(requests, batch_size)
     progress = start_progress(
         key=artifact_key("shadow", subjects.model_name, "progress"),
         description=f"replayed chunks of {len(requests)} requests",
     )
-    futures = replay_chunk.map(unmapped(registry), unmapped(subjects), chunks)
     if not chunks:  # every sampled request was answered online: nothing to replay
         advance_progress(progress, 1, 1)
+        return []
     counts = []
-    for done, future in enumerate(futures, start=1):
-        counts.append(future.result())
+    mapped = {"subjects": unmapped(subjects), "chunk": chunks}
+    for done, chunk_counts in enumerate(map_chunks(settings, replay_chunk, mapped), start=1):
+        counts.append(chunk_counts)
         advance_progress(progress, done, len(chunks))
     return counts

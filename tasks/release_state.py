@@ -1,8 +1,9 @@
 """Prefect tasks of the release-state flows: each wraps one call of `core.release_state`.
 
-The chunk writer is a mapped task: with a Dask task runner (prefect-dask) the chunks run
-on other workers, each loading the embedder version once (the registry caches it per
-process). Tasks that touch the database, MLflow or the source retry on transient errors
+The chunk writer is a mapped task: with DASK_SCHEDULER_ADDRESS set the chunks run on the
+workers of that Dask cluster (prefect-dask, `tasks.chunk_runner`), each worker loading the
+embedder version once and opening its own engine (`core.worker_resources`); else in the
+flow's process. Tasks that touch the database, MLflow or the source retry on transient errors
 only; tasks receiving an engine or a registry use `NO_CACHE`.
 """
 
@@ -16,11 +17,12 @@ from prefect import get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
-from config import Settings
+from config import Settings, get_settings
 from core import release_state
-from core.registry import ModelRegistry
 from core.release_state import Chunk, GcReport, ReleaseState, StagingArea, model_state_key
 from core.reporting import artifact_key
+from core.worker_resources import worker_engine, worker_registry
+from tasks.chunk_runner import map_chunks
 from tasks.policies import IO_TASK
 from tasks.reporting import advance_progress, start_progress
 
@@ -79,19 +81,15 @@ def prepare_staging(
 
 
 @task(name="state-write-chunk", **IO_TASK)
-def write_chunk(
-    engine: Engine,
-    registry: ModelRegistry,
-    area: StagingArea,
-    model_name: str,
-    version: str,
-    chunk: Chunk,
-) -> int:
-    """Load the embedder version (verified, cached per worker), embed one chunk and
-    write it into the staging area (idempotent: a retry replaces the chunk's rows)."""
-    model = registry.load(model_name, version).model
+def write_chunk(area: StagingArea, model_name: str, version: str, chunk: Chunk) -> int:
+    """Embed one chunk and write it into the staging area (idempotent: a retry replaces
+    the chunk's rows). Runs where it is mapped (a Dask worker or the flow's process):
+    the embedder version is loaded there from this process's registry (digest-verified,
+    then cached for the next chunk) and the engine opened there from its settings."""
+    settings = get_settings()
+    model = worker_registry(settings).load(model_name, version).model
     embedder = release_state.as_embedder(model, model_name, version)
-    return release_state.write_chunk(engine, area, chunk, embedder)
+    return release_state.write_chunk(worker_engine(settings), area, chunk, embedder)
 
 
 @task(name="state-publish", **IO_TASK)
@@ -135,15 +133,11 @@ def collect_garbage(
 
 
 def write_chunks(
-    engine: Engine,
-    registry: ModelRegistry,
-    area: StagingArea,
-    model_name: str,
-    version: str,
-    chunks: list[Chunk],
+    settings: Settings, area: StagingArea, model_name: str, version: str, chunks: list[Chunk]
 ) -> int:
     """Map `write_chunk` over the chunks (a plain function, not a task: the mapped runs
-    are the tasks); a progress artifact and the log follow them. Returns the rows written.
+    are the tasks) on the Dask cluster at DASK_SCHEDULER_ADDRESS if set, else in this
+    process; a progress artifact and the log follow them. Returns the rows written.
     """
     logger = get_run_logger()
     total = sum(len(chunk) for chunk in chunks)
@@ -151,13 +145,11 @@ def write_chunks(
         key=artifact_key("release-state", model_name, "progress"),
         description=f"answers embedded and written for {model_name} v{version}",
     )
-    futures = write_chunk.map(
-        unmapped(engine), unmapped(registry), unmapped(area),
-        unmapped(model_name), unmapped(version), chunks,
-    )  # fmt: skip
+    fixed = {"area": area, "model_name": model_name, "version": version}
+    mapped = {**{name: unmapped(value) for name, value in fixed.items()}, "chunk": chunks}
     done = 0
-    for future in futures:
-        done += future.result()
+    for rows in map_chunks(settings, write_chunk, mapped):
+        done += rows
         advance_progress(progress, done, total)
         logger.info("%d of %d answers written", done, total)
     return done

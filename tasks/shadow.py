@@ -2,7 +2,8 @@
 
 Only the database sampling, model loading, MLflow logging and ledger writes do I/O and
 retry, and only on transient errors. Tasks receiving an engine or a registry use
-`NO_CACHE`.
+`NO_CACHE`. `replay_chunk` is mapped, possibly on a Dask cluster (`tasks.chunk_runner`):
+it takes plain data and opens the registry where it runs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
+from config import get_settings
 from core import shadow
 from core.loadtest import LoadTestReport
 from core.plots import markdown_images, shadow_plots
@@ -32,6 +34,7 @@ from core.shadow import (
     ShadowSubjects,
     ShadowThresholds,
 )
+from core.worker_resources import worker_registry
 from models import stateful_models
 from tasks.policies import IO_TASK
 
@@ -91,10 +94,11 @@ def split_sample(requests: list[ReplayRequest]) -> SampleSplit:
 
 
 @task(name="shadow-replay-chunk", **IO_TASK)
-def replay_chunk(
-    registry: ModelRegistry, subjects: ShadowSubjects, chunk: list[ReplayRequest]
-) -> ChunkCounts:
-    """Load both versions (verified, cached per worker) and replay one chunk."""
+def replay_chunk(subjects: ShadowSubjects, chunk: list[ReplayRequest]) -> ChunkCounts:
+    """Replay one chunk through both versions, loaded where the task runs (a Dask worker
+    or the flow's process) from this process's registry: digest-verified before
+    unpickling, then cached for the next chunk. Only plain data comes in."""
+    registry = worker_registry(get_settings())
     champion = registry.load(subjects.model_name, subjects.champion_version)
     candidate = registry.load(subjects.model_name, subjects.candidate_version)
     return shadow.replay_chunk(champion, candidate, chunk)
