@@ -93,6 +93,10 @@ def start_warm_up(settings: Settings) -> list[threading.Thread]:
         SubprocessASGIServer().start(timeout=120)
 
     def mlflow_store() -> None:
+        # MLflow's store configures every SQLAlchemy mapper of the process, Prefect's too:
+        # wait until the server thread has finished defining them (the import lock)
+        import prefect.server.database.orm_models  # noqa: F401
+
         from cli.resources import open_registry
 
         open_registry(settings).client.search_experiments()
