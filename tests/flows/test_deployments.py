@@ -77,14 +77,14 @@ def test_deploy_all_then_run_controller_through_a_process_worker(
         )
 
     # When every deployment is applied from prefect.yaml
-    # 33 deployments, each a few API calls: minutes on 2 loaded cores, so a long bound
+    # 36 deployments, each a few API calls: minutes on 2 loaded cores, so a long bound
     _prefect(["deploy", "--all"], env, timeout=900)
 
-    # Then all 33 exist, with the schedules prefect.yaml declares
+    # Then all 36 exist, with the schedules prefect.yaml declares
     with get_client(sync_client=True) as client:
         deployments = client.read_deployments()
         names = {d.name for d in deployments}
-        assert len(deployments) == 33  # 11 flows (10 + the image.published relay) x 3
+        assert len(deployments) == 36  # 12 flows (11 + the image.published relay) x 3
         assert names == {"local", "stg", "prd"}
         controller_prd = client.read_deployment_by_name("rollout-controller/prd")
         assert controller_prd.schedules[0].schedule.cron == "* * * * *"
