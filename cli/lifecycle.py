@@ -276,11 +276,19 @@ class Lifecycle(SimulatedUsers):
         active = [r for r in ledger.active_rollouts(engine, settings.ENVIRONMENT)]
         engine.dispose()
         if not active:
-            console.print("no active rollout (the shadow gate failed): nothing to canary")
-            return
+            raise RuntimeError(
+                "no active rollout: the shadow evaluation's gate failed (its verdict is above); "
+                "the rest of the story needs the promoted v2"
+            )
         self.rollouts.append(active[0].id)
         status = self._drive_canary(settings, console, active[0].id)
         console.print(f"rollout #{active[0].id}: [bold]{status}[/bold]")
+        if status != "promoted":
+            raise RuntimeError(
+                f"rollout #{active[0].id} ended {status} within the demo's "
+                f"{MAX_TICKS_PER_STAGE * len(settings.CANARY_STAGES)} ticks, not promoted: "
+                "the rest of the story needs the promoted v2"
+            )
 
     def step_promote_to_prd(self, settings: Settings, console: Console) -> None:  # noqa: ARG002 (a demo step's signature)
         """What stg promoted travels to prd: same versions and digests, its own canary."""

@@ -13,13 +13,17 @@ hold, advance, promote or rollback:
   over the whole rollout, however often the controller looks.
 - **advance** (or **promote** at the last stage) when the stage has baked
   CANARY_BAKE_SECONDS, each arm served CANARY_MIN_SAMPLES, and the gate passes: every
-  threshold holds on the point estimates. Otherwise **hold** and look again next tick.
+  threshold holds on the point estimates; a user-outcome rate (negative feedback and the
+  behaviour rates) may exceed its margin by its noise, ADVANCE_NOISE_Z standard errors of
+  the difference, so an identical candidate is not held tick after tick by the scatter of
+  a few hundred answers. Otherwise **hold** and look again next tick.
 See docs/statistics.md for the maths and the simulations that check it. No I/O here:
 core.controller runs this over the database.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,6 +48,10 @@ P95_TAIL = 0.05
 # sensitive to (see docs/statistics.md for the trade-off). Rates: ~5 points; tail: ~10.
 TAU_RATE = 0.05
 TAU_TAIL = 0.10
+# The advance gate's noise allowance on user-outcome rates: an excess is held only when it
+# is above the margin by more than 0.84 standard errors (one-sided 80%): a rate whose excess
+# is truly at the margin passes at most 20% of its looks, an identical one is rarely held.
+ADVANCE_NOISE_Z = 0.8416
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,14 +161,18 @@ def _behaviour_counts(arm: ArmFigures, metric: str) -> tuple[int, int]:
     return (arm.reformulations if metric == "reformulation" else arm.handoffs), arm.followup_n
 
 
-def _behaviour_excess(figures: StageFigures, metric: str) -> float | None:
-    """Candidate's rate minus the champion's for `metric` (None until both have answers
-    whose window has passed)."""
-    (c_events, c_n), (h_events, h_n) = (
-        _behaviour_counts(figures.candidate, metric),
-        _behaviour_counts(figures.champion, metric),
-    )
-    return c_events / c_n - h_events / h_n if c_n and h_n else None
+def _rate_check(
+    name: str, candidate: tuple[int, int], champion: tuple[int, int], margin: float
+) -> GateCheck:
+    """`name`: the candidate's rate minus the champion's, at most `margin` plus
+    ADVANCE_NOISE_Z standard errors of that difference (unpooled); skipped until both arms
+    have a denominator. `candidate` and `champion` are (events, n)."""
+    (c_events, c_n), (h_events, h_n) = candidate, champion
+    if not (c_n and h_n):
+        return GateCheck(name, None, "<=", margin)
+    c_rate, h_rate = c_events / c_n, h_events / h_n
+    se = math.sqrt(c_rate * (1 - c_rate) / c_n + h_rate * (1 - h_rate) / h_n)
+    return GateCheck(name, c_rate - h_rate, "<=", margin + ADVANCE_NOISE_Z * se)
 
 
 def sequential_tests(
@@ -247,16 +259,19 @@ def advance_gate(figures: StageFigures, *, stage_index: int, policy: CanaryPolic
                 "<=",
                 champion_p95 * (1 + policy.p95_margin) if champion_p95 is not None else 0.0,
             ),
-            GateCheck(
+            _rate_check(
                 "negative_feedback_excess",
-                cand.negative_feedback_rate - champ.negative_feedback_rate
-                if champ.n and cand.n
-                else None,
-                "<=",
+                (cand.negative_feedback, cand.n),
+                (champ.negative_feedback, champ.n),
                 policy.feedback_margin,
             ),
             *(
-                GateCheck(f"{metric}_excess", _behaviour_excess(figures, metric), "<=", margin)
+                _rate_check(
+                    f"{metric}_excess",
+                    _behaviour_counts(cand, metric),
+                    _behaviour_counts(champ, metric),
+                    margin,
+                )
                 for metric, margin in policy.behaviour_margins().items()
             ),
         ]

@@ -38,7 +38,11 @@ def test_demo_lifecycle_final_state_exact(db_url: str, monkeypatch: pytest.Monke
     get_settings.cache_clear()
     out = io.StringIO()
 
-    run_demo(Console(file=out, width=120))
+    try:
+        run_demo(Console(file=out, width=120))
+    except BaseException:
+        print(out.getvalue())  # pytest shows it with the failure: the story up to the fault
+        raise
 
     settings = get_settings()
     text = out.getvalue()
