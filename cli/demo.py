@@ -2,7 +2,8 @@
 
 The demo is a list of steps, each a function of (settings, console), in lifecycle order:
 state database, source data, v1 champion, the release ledger, simulated users through the
-router (in process), an image bump with retraining, shadow evaluation, canary stages up to
+router (in process), the preflight of an offered image under a real second Python
+environment (`cli.demo_preflight`), an image bump with retraining, shadow evaluation, canary stages up to
 promotion in stg, the same release promoted to prd through its own canary, a faulty
 candidate rolled back by the controller, an embedder upgrade (its answer index built as
 release state) canaried as a bundle with the classifier on /answer, an instant rollback to
@@ -23,6 +24,7 @@ from pathlib import Path
 from rich.console import Console
 
 from cli.bundle_demo import BundleStory
+from cli.demo_preflight import step_preflight
 from cli.ledger import demo_step as step_release_ledger
 from cli.lifecycle import Lifecycle, apply_demo_environment, start_warm_up
 from cli.registry import step_registry_state
@@ -96,6 +98,7 @@ STEPS: list[tuple[str, Callable[[Settings, Console], None]]] = [
     ("model registry", step_registry_state),
     ("release ledger", step_release_ledger),
     ("users through the router", LIFECYCLE.step_users),
+    ("preflight of an offered image", step_preflight),
     ("image bump and retrain", LIFECYCLE.step_image_bump),
     ("shadow evaluation", LIFECYCLE.step_shadow),
     ("canary up to promotion", LIFECYCLE.step_canary),

@@ -43,6 +43,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EnvironmentKind = Literal["lock", "requirements", "python"]
 BUILD_TIMEOUT_S = 900.0
 READY_MARKER = "READY"
+#: The packages a model pickle depends on: what a requirements file of "the running pins
+#: with a change" lists (`pinned_requirements`).
+PICKLE_PACKAGES = ("scikit-learn", "numpy", "scipy", "pandas", "cloudpickle", "pydantic",
+                   "joblib", "threadpoolctl")  # fmt: skip
 
 
 class EnvironmentBuildError(SmlError):
@@ -60,6 +64,16 @@ def file_sha256(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as exc:
         raise EnvironmentBuildError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def pinned_requirements(changes: Mapping[str, str]) -> str:
+    """A requirements file's text: the running versions of PICKLE_PACKAGES, with `changes`
+    (package -> version) applied."""
+    from importlib import metadata
+
+    versions = {name: metadata.version(name) for name in PICKLE_PACKAGES}
+    versions.update(changes)
+    return "".join(f"{name}=={version}\n" for name, version in sorted(versions.items()))
 
 
 def running_lock_hash(root: Path = PROJECT_ROOT) -> str | None:

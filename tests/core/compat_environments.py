@@ -37,6 +37,7 @@ from core.compat_envs import (
     EnvironmentBuildError,
     EnvironmentSpec,
     PythonEnvironment,
+    pinned_requirements,
     prepare_environment,
     spec_from_file,
     uv_command,
@@ -46,21 +47,12 @@ ENV_CACHE = Path(
     os.environ.get("SML_TEST_ENV_CACHE", Path.home() / ".cache" / "stateful-ml" / "compat-envs")
 )
 IN_CI = os.environ.get("SML_REQUIRE_POSTGRES") == "1" or bool(os.environ.get("CI"))
-PINNED = ("scikit-learn", "numpy", "scipy", "pandas", "cloudpickle", "pydantic", "joblib",
-          "threadpoolctl")  # fmt: skip
 #: What each test environment changes from the running pins.
 DIFFERENCES: dict[str, dict[str, str]] = {
     "compatible": {"scikit-learn": "1.8.0"},
     "drifted": {"scikit-learn": "1.4.2"},
     "broken": {"scikit-learn": "1.5.2", "numpy": "1.25.2", "pandas": "2.2.3", "scipy": "1.13.1"},
 }
-
-
-def pins(changes: dict[str, str]) -> str:
-    """A requirements file: the running versions of PINNED, with `changes`."""
-    versions = {name: metadata.version(name) for name in PINNED}
-    versions.update(changes)
-    return "".join(f"{name}=={version}\n" for name, version in sorted(versions.items()))
 
 
 def build_or_skip(make: Callable[[], EnvironmentSpec]) -> PythonEnvironment:
@@ -80,7 +72,7 @@ def requirements_environment(name: str) -> PythonEnvironment:
     def make() -> EnvironmentSpec:
         ENV_CACHE.mkdir(parents=True, exist_ok=True)
         path = ENV_CACHE / f"requirements-{name}.txt"
-        text = pins(DIFFERENCES[name])
+        text = pinned_requirements(DIFFERENCES[name])
         if not path.is_file() or path.read_text() != text:
             path.write_text(text)
         return spec_from_file("requirements", path)

@@ -21,6 +21,7 @@ from config import get_settings
 from core import ledger
 from core.db import make_engine
 from core.registry import ModelRegistry
+from tests.core.compat_environments import IN_CI
 
 MODEL = "intent-classifier"
 RETRIEVER = "faq-retriever"
@@ -49,6 +50,14 @@ def test_demo_lifecycle_final_state_exact(db_url: str, monkeypatch: pytest.Monke
     assert "demo finished" in text
     assert "the router serves the previous answers" in text
     assert "(nothing rebuilt)" in text
+    # the offered image (scikit-learn 1.4.2) judged under a real second environment
+    if IN_CI or "preflight skipped" not in text:
+        step = text[text.index("preflight of an offered image") : text.index("image bump")]
+        words = " ".join(step.split())  # rich wraps long lines at the console's width
+        assert "2 drifted; FAILS: champion " in words, step
+        for model in (MODEL, RETRIEVER):  # in the ledger's order, which the backends differ on
+            assert f"champion {model} v1 would drift on 25/25 golden predictions" in words, step
+        assert "that image is refused: not built" in words, step
     aliases = ModelRegistry.from_settings(settings).aliases(MODEL)
     # stg was rolled back from the bundle (classifier v4) to v2; prd never saw the bundle
     assert aliases["stg-champion"] == "2"
