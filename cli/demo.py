@@ -3,14 +3,14 @@
 The demo is a list of steps, each a function of (settings, console), in lifecycle order:
 state database, source data, v1 champion, the release ledger, simulated users through the
 router (in process), the preflight of an offered image under a real second Python
-environment (`cli.demo_preflight`), an image bump with retraining, shadow evaluation, canary stages up to
-promotion in stg, the same release promoted to prd through its own canary, a faulty
-candidate rolled back by the controller, an embedder upgrade (its answer index built as
-release state) canaried as a bundle with the classifier on /answer, an instant rollback to
-the previous answers, and a summary with PNG plots
-of each stage's figures in `.local/reports/`. Prefect's temporary server starts once, at
-the first flow, and serves every flow of the run. The canary policy is shortened for the
-demo (`cli.lifecycle.DEMO_OVERRIDES`).
+environment (`cli.demo_preflight`), an image bump with retraining, shadow evaluation,
+canary stages up to promotion in stg, the same release promoted to prd through its own
+canary, a faulty candidate rolled back by the controller, an embedder upgrade (its answer
+index built as release state) canaried as a bundle with the classifier on /answer, an
+instant rollback to the previous answers, and a summary with PNG plots of each stage's
+figures in `.local/reports/`. Prefect's temporary server starts once, at the first flow,
+and serves every flow of the run. The canary policy is shortened for the demo
+(`cli.lifecycle.DEMO_OVERRIDES`).
 """
 
 from __future__ import annotations
