@@ -156,6 +156,15 @@ class Settings(BaseSettings):
     ROUTER_MAX_BODY_BYTES: int = Field(16_384, ge=256)
     ROUTER_MAX_TEXT_CHARS: int = Field(2_000, ge=1)
     ROUTER_CANDIDATE_TIMEOUT_MS: float = Field(250.0, gt=0)
+    ROUTER_BATCH_MAX: int = Field(
+        64, ge=1, le=1024, description="most requests of one model version in one predict call"
+    )
+    ROUTER_BATCH_WAIT_MS: float = Field(
+        0.0, ge=0, le=50, description="linger before a batch, only under concurrency (0: none)"
+    )
+    ROUTER_WORKERS: int = Field(
+        0, ge=0, le=64, description="`sml serve` processes; 0 = one per core"
+    )
     ROUTER_SHADOW_WORKERS: int = Field(2, ge=1, le=64)
     ROUTER_SHADOW_QUEUE: int = Field(256, ge=1)
     ANSWER_TOP_K: int = Field(

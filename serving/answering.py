@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from core.answer_index import Answer, AnswerIndex
 from core.artifacts import LoadedModel
 from core.errors import DataError
+from serving.batching import BatchFn, Reply, Work
 from serving.model_cache import Predictor
-from serving.model_calls import Served, Work
+from serving.model_calls import Served
 
 
 @runtime_checkable
@@ -80,23 +81,33 @@ def embed(predictor: Predictor, texts: Sequence[str]) -> np.ndarray:
     raise DataError(f"version {predictor.version} has no embed(): it is not a retriever")
 
 
+def _classify(
+    predictor: Predictor, _index: AnswerIndex | None, texts: Sequence[str]
+) -> list[Reply]:
+    """The classifier's batch: one intent per text (value and logged output)."""
+    return [(intent, intent) for intent in predictor.predict(list(texts))]
+
+
 def classify(text: str) -> Work:
-    """The classifier's work for `text`: its intent (value and logged output)."""
+    """The classifier's work for `text`: its intent."""
+    return Work("classify", text, _classify)
 
-    def work(predictor: Predictor, _index: AnswerIndex | None) -> tuple[Any, str]:
-        intent = predictor.predict_one(text)
-        return intent, intent
 
-    return work
+def _retriever(k: int) -> BatchFn:
+    """The retriever's batch for `k` answers: one `embed` of the texts, one index search."""
+
+    def run(predictor: Predictor, index: AnswerIndex | None, texts: Sequence[str]) -> list[Reply]:
+        if index is None:
+            raise DataError(f"version {predictor.version} is served without its answer index")
+        found = index.top_k(embed(predictor, texts), k)
+        return [(answers, ",".join(a.answer_id for a in answers)) for answers in found]
+
+    return run
+
+
+_RETRIEVERS = {k: _retriever(k) for k in range(1, 11)}  # ANSWER_TOP_K's range
 
 
 def retrieve(text: str, k: int) -> Work:
     """The retriever's work for `text`: its `k` best answers in the version's index."""
-
-    def work(predictor: Predictor, index: AnswerIndex | None) -> tuple[Any, str]:
-        if index is None:
-            raise DataError(f"version {predictor.version} is served without its answer index")
-        answers = index.top_k(embed(predictor, [text]), k)[0]
-        return answers, ",".join(a.answer_id for a in answers)
-
-    return work
+    return Work(f"retrieve:{k}", text, _RETRIEVERS.get(k) or _retriever(k))

@@ -20,15 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from core.answer_index import AnswerIndex
 from core.routing import Arm
+from serving.batching import MicroBatcher, Work
 from serving.metrics import RouterMetrics
-from serving.model_cache import Predictor
 from serving.rollout_state import ServingPlan
 from serving.shadow import ShadowJob
 from serving.traffic_log import ERROR_MAX, RequestFacts, TrafficLog, error_text, utc_now
@@ -45,10 +44,6 @@ CHAMPION_TIMEOUT_SECONDS = 30.0
 fails with 500), and the reason both arms share one code path: `asyncio.wait_for` with a
 timeout costs an extra event-loop turn (Python 3.11), measurable under load, so the
 champion is awaited exactly as the candidate is, only with a longer deadline."""
-
-Work = Callable[[Predictor, AnswerIndex | None], tuple[Any, str]]
-"""What a request asks of one model, run on the pool: (predictor, its state) -> (the value
-handed back to the caller, the output logged in traffic)."""
 
 
 class ChampionError(Exception):
@@ -116,13 +111,24 @@ class ModelCalls:
     """
 
     def __init__(
-        self, metrics: RouterMetrics, traffic: TrafficLog, *, candidate_timeout_ms: float
+        self,
+        metrics: RouterMetrics,
+        traffic: TrafficLog,
+        *,
+        candidate_timeout_ms: float,
+        batch_max: int = 64,
+        batch_wait_ms: float = 0.0,
     ) -> None:
-        """Candidate calls longer than `candidate_timeout_ms` fall back to the champion."""
+        """Candidate calls longer than `candidate_timeout_ms` fall back to the champion;
+        concurrent calls of one model version are batched (serving.batching: at most
+        `batch_max` per call, lingering `batch_wait_ms` only under concurrency)."""
         self._metrics = metrics
         self._traffic = traffic
         self._candidate_timeout = candidate_timeout_ms / 1000.0
         self._pool: ThreadPoolExecutor | None = None
+        self.batcher = MicroBatcher(
+            lambda: self._pool, max_batch=batch_max, max_wait_seconds=batch_wait_ms / 1000.0
+        )
 
     def start(self) -> None:
         """Create the model pool."""
@@ -181,11 +187,8 @@ class ModelCalls:
             return _Failure(error, "unavailable")
         try:
             if self._pool is None:  # stopped: nothing to hop to
-                return work(predictor, index)
-            loop = asyncio.get_running_loop()
-            return await asyncio.wait_for(
-                loop.run_in_executor(self._pool, work, predictor, index), timeout
-            )
+                return work.alone(predictor, index)
+            return await asyncio.wait_for(self.batcher.submit(predictor, index, work), timeout)
         except TimeoutError:
             return _Failure(f"timeout after {timeout * 1000.0:g} ms", "timeout", "TimeoutError")
         except Exception as exc:  # a failing model is logged as traffic, not a crash here

@@ -101,6 +101,8 @@ class RouterService:
             self.metrics,
             self.traffic,
             candidate_timeout_ms=settings.ROUTER_CANDIDATE_TIMEOUT_MS,
+            batch_max=settings.ROUTER_BATCH_MAX,
+            batch_wait_ms=settings.ROUTER_BATCH_WAIT_MS,
         )
         self.cache = ModelCache(model_source)
         reader = state_reader or (lambda: routing_state(engine, self.env))
