@@ -415,7 +415,7 @@ def routers(env: Mapping[str, str], count: int, workdir: Path) -> Iterator[list[
             port, log = _free_port(), workdir / f"router-{k}.log"
             with log.open("wb") as out:
                 proc = subprocess.Popen(
-                    [*SML, "serve", "--port", str(port)],
+                    [*SML, "serve", "--port", str(port), "--workers", "1"],  # --routers: processes
                     env={**os.environ, **env}, cwd=ROOT, stdout=out, stderr=out,
                 )  # fmt: skip
             started.append(proc)

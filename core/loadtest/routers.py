@@ -88,8 +88,18 @@ def _launch(
     files a stopped production router left in TRAFFIC_SPILL_DIR either (that router's
     successor does)."""
     port = free_port()
-    command = [*SML, "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--pin", f"{model_name}={version}"]  # fmt: skip
+    command = [
+        *SML,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--pin",
+        f"{model_name}={version}",
+    ]  # fmt: skip (one process each: like for like)
     with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as spill:
         env = {**os.environ, "LOG_LEVEL": "WARNING", "TRAFFIC_SPILL_DIR": spill, **extra_env}
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

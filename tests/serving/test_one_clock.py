@@ -82,7 +82,10 @@ def _serve(
         "LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(
-        [*SML, "serve", "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True
+        [*SML, "serve", "--port", str(port), "--workers", "1"],  # ready = every request served
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90

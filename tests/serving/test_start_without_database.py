@@ -97,7 +97,10 @@ def test_router_started_without_database_serves_the_alias_then_the_ledger(
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(
-            [*SML, "serve", "--port", str(port)], env=env, stderr=log_file, text=True
+            [*SML, "serve", "--port", str(port), "--workers", "1"],  # one process: its gauges
+            env=env,
+            stderr=log_file,
+            text=True,
         )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     try:
