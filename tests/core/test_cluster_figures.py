@@ -200,3 +200,61 @@ def test_the_tick_variances_are_the_sandwich_over_the_clusters(traffic: Engine) 
     variances = brute.variances()
     assert figures.candidate.over_relative_var == pytest.approx(variances[0], rel=1e-12)
     assert figures.candidate.over_limit_var == pytest.approx(variances[1], rel=1e-12)
+
+
+def _minute_rows(minute: int, role: str, latencies: np.ndarray) -> list[dict]:
+    """Rows spread over one minute (from START + 17 s: windows start mid-minute)."""
+    at = START + timedelta(minutes=minute, seconds=17)
+    return [
+        {
+            "request_id": f"{role[:2]}-{minute}-{i}", "env": "dev", "user_id": f"u{i}",
+            "ts": at + timedelta(seconds=i * 59.0 / len(latencies)), "rollout_id": 1,
+            "model_name": MODEL, "model_version": "2" if role == "candidate" else "1",
+            "role": role, "input_text": "hi", "output": "greet",
+            "latency_ms": float(v), "error": None,
+        }
+        for i, v in enumerate(latencies)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("burst", [True, False], ids=["aa-burst", "slow-candidate"])
+def test_minute_clusters_keep_an_aa_burst_and_still_catch_a_slow_tail(
+    engine: Engine, burst: bool
+) -> None:
+    """Two hours, minute clusters. A/A with one busy minute in which everything waited
+    50 ms and the candidate happened to get 80 requests: not read as a slower candidate
+    (the binomial variance says it is). A candidate 3x slower on 15% of its requests in
+    every minute is still caught."""
+    from core.canary import P95_TAIL, TAU_TAIL
+    from core.sequential import bonferroni_alpha, proportion_above
+
+    rng = np.random.default_rng(9)
+    rows = []
+    for minute in range(120):
+        busy = burst and minute == 40
+        champion = 50.0 + rng.uniform(0, 1, 20) if busy else rng.uniform(4, 6, 20)
+        candidate = 50.0 + rng.uniform(0, 1, 80) if busy else rng.uniform(4, 6, 5 if burst else 20)
+        if not burst:
+            candidate = np.where(rng.uniform(0, 1, candidate.size) < 0.15, 15.0, candidate)
+        rows += _minute_rows(minute, "champion", champion) + _minute_rows(
+            minute, "candidate", candidate
+        )
+    with engine.begin() as conn:
+        conn.execute(insert(Traffic), rows)
+    since, until = START + timedelta(seconds=30), START + timedelta(hours=2)
+    assert cluster_seconds(since, until) == 60
+    cand = stage_figures(
+        engine, 1, model_name=MODEL, since=since, until=until, latency_limit_ms=100.0,
+        p95_margin=0.5,
+    ).candidate  # fmt: skip
+    alpha = bonferroni_alpha(0.05, 35)
+    clustered = proportion_above(
+        cand.over_relative, cand.n, p0=P95_TAIL, alpha=alpha, tau=TAU_TAIL,
+        cluster_variance=cand.over_relative_var,
+    )  # fmt: skip
+    assert clustered.reject is not burst, (cand.over_relative, cand.n, cand.over_relative_var)
+    if burst:
+        binomial = proportion_above(
+            cand.over_relative, cand.n, p0=P95_TAIL, alpha=alpha, tau=TAU_TAIL
+        )
+        assert binomial.reject  # the false rollback per-request independence would make
