@@ -1,7 +1,8 @@
 """The latency cluster sums from O(clusters) rows (core.cluster_figures): per-minute and
 per-hour clusters read from the rollups (and the partial minutes at the edges) equal the
 same clusters counted from every raw row, on SQLite and Postgres; the rows inside whole
-minutes are not read at all; short windows keep per-second clusters."""
+minutes are not read at all; short windows keep per-second clusters; with minute clusters
+an A/A's busy slow minute is not a slower candidate and a slow tail is still caught."""
 
 from __future__ import annotations
 
