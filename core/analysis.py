@@ -19,7 +19,11 @@ Two paths, the same figures:
 - **exact** (`exact=True`, for reports): every row of the window, in SQL
   (core.exact_figures), p95 as `percentile_cont`.
 
-The users' behaviour counts (core.behaviour) still read the window's rows on both paths.
+The candidate's latency shares also get cluster-robust variances (slow requests come in
+bursts): on the rollups path from clusters of seconds, minutes or hours by the window's
+length, read from O(clusters) rows (core.cluster_figures); on the exact path from every
+row, per second. The users' behaviour counts (core.behaviour) still read the window's
+rows on both paths.
 """
 
 from __future__ import annotations
@@ -29,17 +33,15 @@ from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, text
-from sqlalchemy.types import Float, Integer, String
+from sqlalchemy import Connection, Engine, text
 
 from core.behaviour import BehaviourWindows, behaviour_counts
-from core.db.models import UTCDateTime
+from core.cluster_figures import per_second_sums, rollup_cluster_sums
 from core.exact_figures import exact_arms
 from core.figures import ArmFigures, StageFigures
 from core.latency_histogram import count_at_least, quantile, quantile_upper_bound
 from core.rollup_figures import ArmTotals, rollup_totals
 from core.rollups import NEGATIVE_THUMBS, RollupsBehindError, ensure_ln, refresh_rollups
-from core.sequential import clustered_variance
 
 __all__ = ["NEGATIVE_THUMBS", "ArmFigures", "StageFigures", "stage_figures"]
 
@@ -47,26 +49,6 @@ log = logging.getLogger(__name__)
 
 # No JIT compile on these short statements (it costs more than it saves); Postgres only.
 _POSTGRES_SETTINGS = ("SET LOCAL jit = off",)
-
-# The candidate's slow requests per second of the window: the sums a cluster-robust
-# variance needs (latency comes in bursts: a GC pause or a busy core slows every request
-# of that moment, so requests of one second are not independent draws). It reads the
-# candidate's rows of the window, as the behaviour counts read both arms' rows.
-_CLUSTERS_SQL = """
-SELECT count(*) AS clusters, sum(n) AS n, sum(n * n) AS n_sq,
-       sum(o_rel) AS o_rel, sum(o_rel * o_rel) AS o_rel_sq, sum(o_rel * n) AS o_rel_n,
-       sum(o_lim) AS o_lim, sum(o_lim * o_lim) AS o_lim_sq, sum(o_lim * n) AS o_lim_n
-FROM (
-  SELECT count(*) AS n,
-         sum(CASE WHEN latency_ms > :threshold THEN 1 ELSE 0 END) AS o_rel,
-         sum(CASE WHEN latency_ms > :limit_ms THEN 1 ELSE 0 END) AS o_lim
-  FROM traffic
-  WHERE rollout_id = :rollout_id AND model_name = :model_name AND ts >= :since AND ts < :until
-    AND role = 'candidate'
-  GROUP BY {second}
-) per_second
-"""
-_SECOND = {"sqlite": "substr(ts, 1, 19)", "postgresql": "date_trunc('second', ts)"}
 
 
 def stage_figures(  # noqa: PLR0913 (keyword-only: the window, the thresholds, the path)
@@ -115,7 +97,7 @@ def stage_figures(  # noqa: PLR0913 (keyword-only: the window, the thresholds, t
         else:
             champion, candidate, threshold = _rollup_arms(conn, params, p95_margin, rollup_limit)
         if threshold is not None and candidate.n:
-            candidate = _with_clusters(conn, params, threshold, candidate)
+            candidate = _with_clusters(conn, params, threshold, candidate, rollup_limit)
         if behaviour is not None:
             champion, candidate = _with_behaviour(conn, params, behaviour, champion, candidate)
     return StageFigures(
@@ -162,37 +144,24 @@ def _arm(totals: ArmTotals) -> ArmFigures:
 
 
 def _with_clusters(
-    conn: Connection, params: dict[str, Any], threshold: float, candidate: ArmFigures
+    conn: Connection,
+    params: dict[str, Any],
+    threshold: float,
+    candidate: ArmFigures,
+    rollup_limit_ms: float | None,
 ) -> ArmFigures:
-    """`candidate` with the cluster-robust variances (clusters: seconds) of its shares of
-    requests slower than `threshold` and than the latency limit."""
-    sql = _CLUSTERS_SQL.format(second=_SECOND.get(conn.dialect.name, _SECOND["sqlite"]))
-    row = (
-        conn.execute(
-            text(sql).bindparams(
-                bindparam("rollout_id", type_=Integer()),
-                bindparam("model_name", type_=String()),
-                bindparam("since", type_=UTCDateTime()),
-                bindparam("until", type_=UTCDateTime()),
-                bindparam("threshold", type_=Float()),
-                bindparam("limit_ms", type_=Float()),
-            ),
-            params | {"threshold": threshold},
+    """`candidate` with the cluster-robust variances of its shares of requests slower than
+    `threshold` and than the latency limit (core.cluster_figures): clusters of seconds,
+    minutes or hours by the window's length, from the rollups (`rollup_limit_ms`: the
+    limit they were kept with); per second from every row on the exact path (None)."""
+    if rollup_limit_ms is None:
+        sums = per_second_sums(conn, params, threshold_ms=threshold)
+    else:
+        sums = rollup_cluster_sums(
+            conn, params, threshold_ms=threshold, rollup_limit_ms=rollup_limit_ms
         )
-        .mappings()
-        .one()
-    )
-    sums = {key: int(value or 0) for key, value in row.items()}
-    clusters, n, n_sq = sums["clusters"], sums["n"], sums["n_sq"]
-    return replace(
-        candidate,
-        over_relative_var=clustered_variance(
-            clusters, n, n_sq, sums["o_rel"], sums["o_rel_sq"], sums["o_rel_n"]
-        ),
-        over_limit_var=clustered_variance(
-            clusters, n, n_sq, sums["o_lim"], sums["o_lim_sq"], sums["o_lim_n"]
-        ),
-    )
+    over_relative_var, over_limit_var = sums.variances()
+    return replace(candidate, over_relative_var=over_relative_var, over_limit_var=over_limit_var)
 
 
 def _with_behaviour(
