@@ -1,14 +1,22 @@
-"""Benchmark: the full router vs a bare FastAPI endpoint calling the same model.
+"""Benchmark: the full router vs a bare FastAPI endpoint and `mlflow models serve`, all
+serving the same registered version, at 1, 16 and 64 connections.
 
-Both servers run in their own process (uvicorn, one worker, loopback); one load generator
-(raw asyncio HTTP/1.1 keep-alive connections, so the client costs little) drives them in
-alternating rounds in the same run. The full router serves a canary at 50% with online
-shadow of the champion arm and traffic logging to SQLite; the bare endpoint validates the
-same request model, calls `predict_one` of the same registered champion version and
-answers. Printed: requests/s, p50 and p99 latency of each, and the throughput ratio
-full / bare (target >= 0.85).
+Each server runs in one process of its own (uvicorn, one worker, loopback; `mlflow models
+serve -w 1`); one load generator (bench/loadgen.py: raw asyncio HTTP/1.1 keep-alive
+connections, closed loop) drives them in interleaved rounds in the same run, the order
+rotated every round so drifting machine load hits all alike. **full**: the real router
+app with a canary at 50% (both arms through the micro-batcher, serving/batching.py),
+online shadow of the champion arm, traffic logging to SQLite, metrics. **bare**: one
+FastAPI route, the same pydantic request/response models, `predict_one` of the champion.
+**mlflow**: `mlflow models serve` of the champion's registered version (`/invocations`,
+one text per request, dataframe_split).
 
-    uv run python bench/router.py [--seconds 6] [--rounds 3] [--connections 16]
+Printed per concurrency: req/s (median round), p50/p99 (pooled), server CPU ms/request,
+and the ratios the targets of issue 13 are stated in: full/bare throughput (>= 2.0x at 16,
+>= 2.5x at 64), full/mlflow (>= 4x), full p99 / bare p99 (<= 1.2x), full p50 - bare p50 at
+1 connection (<= 2 ms).
+
+    uv run python bench/router.py [--seconds 2] [--rounds 6] [--connections 1,16,64]
 """
 
 # no `from __future__ import annotations`: FastAPI must resolve the bare endpoint's
@@ -23,8 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from loadgen import Round, get_status, percentile, post_requests, run_round
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "intent-classifier"
@@ -61,7 +70,7 @@ def _settings_env(workdir: Path) -> dict[str, str]:
     }
 
 
-def serve_full(port: int, shadow_batch: int) -> None:
+def serve_full(port: int) -> None:
     """The real router app on the settings from the environment."""
     import uvicorn
 
@@ -69,7 +78,7 @@ def serve_full(port: int, shadow_batch: int) -> None:
     from serving.app import create_app
 
     uvicorn.run(
-        create_app(load_settings(), shadow_max_batch=shadow_batch),
+        create_app(load_settings()),
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -160,33 +169,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(
-    kind: str, workdir: Path, version: str, shadow_batch: int = 64
-) -> tuple[subprocess.Popen[bytes], int]:
-    """Start a server process and wait until /ready answers 200."""
+def _command(kind: str, port: int, version: str) -> list[str]:
+    if kind == "mlflow":
+        return [sys.executable, "-m", "mlflow", "models", "serve", "-m",
+                f"models:/{MODEL}/{version}", "--env-manager", "local",
+                "-h", "127.0.0.1", "-p", str(port), "-w", "1"]  # fmt: skip
+    return [sys.executable, __file__, "--serve", kind, "--port", str(port),
+            "--version", version]  # fmt: skip
+
+
+def start_server(kind: str, workdir: Path, version: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a server process and wait until it answers its readiness path."""
     port = _free_port()
     env = {**os.environ, **_settings_env(workdir)}
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--serve",
-            kind,
-            "--port",
-            str(port),
-            "--version",
-            version,
-            "--shadow-batch",
-            str(shadow_batch),
-        ],
-        env=env,
-        cwd=ROOT,
-    )
-    deadline = time.monotonic() + 120
+        _command(kind, port, version),
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    ready_path = "/ping" if kind == "mlflow" else "/ready"
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            status = asyncio.run(_get_status(port, "/ready"))
-            if status == 200:
+            if asyncio.run(get_status(port, ready_path)) == 200:
                 return proc, port
         except OSError:
             pass
@@ -197,154 +201,49 @@ def start_server(
     raise RuntimeError(f"{kind} server not ready in time")
 
 
-async def _get_status(port: int, path: str) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".encode())
-    await writer.drain()
-    line = await reader.readline()
-    writer.close()
-    return int(line.split()[1])
-
-
-# --- load generator -----------------------------------------------------------------------
-def _requests(n: int) -> list[bytes]:
-    out = []
-    for i in range(n):
-        body = json.dumps({"text": TEXTS[i % len(TEXTS)], "user_id": f"user-{i % 1000}"}).encode()
-        head = (
-            "POST /predict HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\n\r\n"
-        ).encode()
-        out.append(head + body)
-    return out
-
-
-async def _connection(
-    port: int, payloads: list[bytes], offset: int, stop: float, latencies: list[float]
-) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    errors = 0
-    i = offset
-    try:
-        while time.perf_counter() < stop:
-            payload = payloads[i % len(payloads)]
-            i += 1
-            started = time.perf_counter()
-            writer.write(payload)
-            status_line = await reader.readline()
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            await reader.readexactly(length)
-            latencies.append(time.perf_counter() - started)
-            if b" 200 " not in status_line:
-                errors += 1
-    finally:
-        writer.close()
-    return errors
-
-
-@dataclass
-class Round:
-    """One timed run against one server."""
-
-    kind: str
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    cpu_ms_per_request: float
-    latencies: list[float]
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def _load(port: int, seconds: float, connections: int) -> tuple[list[float], int, float]:
-    payloads = _requests(4000)
-    latencies: list[float] = []
-    started = time.perf_counter()
-    stop = started + seconds
-    errors = await asyncio.gather(
-        *(_connection(port, payloads, k * 97, stop, latencies) for k in range(connections))
-    )
-    return latencies, sum(errors), time.perf_counter() - started
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
-
-
-def run_round(kind: str, pid: int, port: int, seconds: float, connections: int) -> Round:
-    """Drive one server for `seconds`; return its throughput, latency percentiles and the
-    server's CPU time per request (less sensitive to other load on the machine)."""
-    cpu_before = process_cpu_seconds(pid)
-    latencies, errors, elapsed = asyncio.run(_load(port, seconds, connections))
-    cpu = process_cpu_seconds(pid) - cpu_before
-    latencies.sort()
-    n = len(latencies)
-    return Round(
-        kind,
-        n / elapsed,
-        _percentile(latencies, 0.5) * 1000,
-        _percentile(latencies, 0.99) * 1000,
-        errors,
-        cpu * 1000 / max(n, 1),
-        latencies,
-    )
+def payloads(kind: str, n: int = 4000) -> list[bytes]:
+    """The same texts and users for every server, in its own API's shape."""
+    if kind == "mlflow":
+        bodies = [
+            json.dumps(
+                {"dataframe_split": {"columns": ["text"], "data": [[TEXTS[i % len(TEXTS)]]]}}
+            ).encode()
+            for i in range(n)
+        ]
+        return post_requests("/invocations", bodies)
+    bodies = [
+        json.dumps({"text": TEXTS[i % len(TEXTS)], "user_id": f"user-{i % 1000}"}).encode()
+        for i in range(n)
+    ]
+    return post_requests("/predict", bodies)
 
 
 def main() -> None:
-    """Set up, run alternating rounds, print the figures and the ratio."""
+    """Set up, run interleaved rounds at each concurrency, print figures and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", choices=["full", "bare"])
     parser.add_argument("--port", type=int)
     parser.add_argument("--version", default="1")
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument(
-        "--shadow-batch", type=int, default=64, help="router shadow batch size (1 = unbatched)"
-    )
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--connections", default="1,16,64", help="comma-separated levels")
+    parser.add_argument("--kinds", default="bare,full,mlflow", help="servers to compare")
     args = parser.parse_args()
     if args.serve == "full":
-        serve_full(args.port, args.shadow_batch)
+        serve_full(args.port)
         return
     if args.serve == "bare":
         serve_bare(args.port, args.version)
         return
-
+    levels = [int(c) for c in args.connections.split(",")]
+    kinds = args.kinds.split(",")
     with tempfile.TemporaryDirectory(prefix="sml-bench-router-") as tmp:
         workdir = Path(tmp)
         print("registering two versions and opening a 50% canary ...", flush=True)
         v1, _v2 = prepare(workdir)
-        servers = {
-            kind: start_server(kind, workdir, v1, args.shadow_batch) for kind in ("bare", "full")
-        }
+        servers = {kind: start_server(kind, workdir, v1) for kind in kinds}
         try:
-            for kind, (proc, port) in servers.items():  # warm up both
-                run_round(kind, proc.pid, port, 1.0, args.connections)
-            rounds: list[Round] = []
-            for k in range(args.rounds):
-                # alternate the order so drifting machine load hits both alike
-                order = ("bare", "full") if k % 2 == 0 else ("full", "bare")
-                for kind in order:
-                    proc, port = servers[kind]
-                    r = run_round(kind, proc.pid, port, args.seconds, args.connections)
-                    rounds.append(r)
-                    print(
-                        f"  {r.kind:4s} {r.rps:7.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
-                        f"p99 {r.p99_ms:7.2f} ms  cpu {r.cpu_ms_per_request:5.2f} ms/req  "
-                        f"errors {r.errors}",
-                        flush=True,
-                    )
+            rounds = _run(servers, levels, args.rounds, args.seconds)
         finally:
             for proc, _port in servers.values():
                 proc.terminate()
@@ -353,37 +252,77 @@ def main() -> None:
 
         with sqlite3.connect(workdir / "state.db") as conn:
             logged = dict(conn.execute("SELECT role, count(*) FROM traffic GROUP BY role"))
-    report(rounds, logged)
+    print(f"traffic rows logged by the full router: {logged}")
+    for level in levels:
+        report([r for r in rounds if r.connections == level], level)
 
 
-def report(rounds: list[Round], logged: dict[str, int]) -> None:
-    """Print per-server figures and the full/bare ratios."""
+def _run(
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]],
+    levels: list[int],
+    rounds: int,
+    seconds: float,
+) -> list[Round]:
+    """Warm every server up, then `rounds` interleaved rounds per level."""
+    kinds = list(servers)
+    loads = {kind: payloads(kind) for kind in kinds}
+    done: list[Round] = []
+    for level in levels:
+        for kind, (proc, port) in servers.items():
+            run_round(kind, proc.pid, port, loads[kind], 1.0, level)
+        for k in range(rounds):
+            order = kinds[k % len(kinds) :] + kinds[: k % len(kinds)]
+            for kind in order:
+                proc, port = servers[kind]
+                r = run_round(kind, proc.pid, port, loads[kind], seconds, level)
+                done.append(r)
+                print(
+                    f"  c={level:<3d} {r.kind:6s} {r.rps:7.0f} req/s  p50 {r.p50_ms:7.2f} ms  "
+                    f"p99 {r.p99_ms:8.2f} ms  cpu {r.cpu_ms_per_request:5.2f} ms/req  "
+                    f"errors {r.errors}",
+                    flush=True,
+                )
+    return done
+
+
+def report(rounds: list[Round], level: int) -> None:
+    """Per-server figures at one concurrency, and the ratios to the full router."""
+    print(f"--- {level} connection(s) ---")
+    kinds = sorted({r.kind for r in rounds}, key=["bare", "full", "mlflow"].index)
+    by_kind = {kind: [r for r in rounds if r.kind == kind] for kind in kinds}
     summary = {}
-    for kind in ("bare", "full"):
-        mine = [r for r in rounds if r.kind == kind]
+    for kind, mine in by_kind.items():
         pooled = sorted(x for r in mine for x in r.latencies)
         summary[kind] = (
             statistics.median(r.rps for r in mine),
-            _percentile(pooled, 0.5) * 1000,
-            _percentile(pooled, 0.99) * 1000,
+            percentile(pooled, 0.5) * 1000,
+            percentile(pooled, 0.99) * 1000,
             statistics.median(r.cpu_ms_per_request for r in mine),
+            sum(r.errors for r in mine),
         )
-    bare, full = summary["bare"], summary["full"]
-    for name, s in (("bare endpoint", bare), ("full router", full)):
+        s = summary[kind]
         print(
-            f"{name:13s}: {s[0]:7.0f} req/s (median round)  p50 {s[1]:.2f} ms  "
-            f"p99 {s[2]:.2f} ms  cpu {s[3]:.2f} ms/req"
+            f"{kind:6s}: {s[0]:7.0f} req/s  p50 {s[1]:7.2f} ms  p99 {s[2]:8.2f} ms  "
+            f"cpu {s[3]:.2f} ms/req  errors {s[4]}"
         )
-    print(f"traffic rows logged by the full router: {logged}")
-    bare_rounds = [r for r in rounds if r.kind == "bare"]
-    full_rounds = [r for r in rounds if r.kind == "full"]
-    pairs = [f.rps / b.rps for b, f in zip(bare_rounds, full_rounds, strict=True)]
-    print("per-round throughput ratios: " + ", ".join(f"{p:.2f}" for p in pairs))
-    print(
-        f"throughput ratio full/bare (median of paired rounds): {statistics.median(pairs):.2f}x"
-        " (target >= 0.85x)"
-    )
-    print(f"cpu-cost ratio bare/full (capacity at saturation): {bare[3] / full[3]:.2f}x")
+    if "full" not in summary:
+        return
+    full = summary["full"]
+    for other in ("bare", "mlflow"):
+        if other not in summary:
+            continue
+        pairs = [f.rps / b.rps for f, b in zip(by_kind["full"], by_kind[other], strict=True)]
+        print(
+            f"full/{other}: throughput {statistics.median(pairs):.2f}x (median of paired "
+            f"rounds: {', '.join(f'{p:.2f}' for p in pairs)}); cpu per request "
+            f"{summary[other][3] / full[3]:.2f}x less"
+        )
+    if "bare" in summary:
+        bare = summary["bare"]
+        print(
+            f"full p99 / bare p99: {full[2] / bare[2]:.2f}x;  "
+            f"full p50 - bare p50: {full[1] - bare[1]:+.2f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -165,8 +165,9 @@ class Settings(BaseSettings):
     ROUTER_WORKERS: int = Field(
         0, ge=0, le=64, description="`sml serve` processes; 0 = one per core"
     )
-    ROUTER_SHADOW_WORKERS: int = Field(2, ge=1, le=64)
-    ROUTER_SHADOW_QUEUE: int = Field(256, ge=1)
+    ROUTER_SHADOW_QUEUE: int = Field(
+        256, ge=1, description="most shadow calls outstanding; more are dropped and counted"
+    )
     ANSWER_TOP_K: int = Field(
         3, ge=1, le=10, description="answers /answer returns when the request names no k"
     )

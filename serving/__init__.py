@@ -13,7 +13,7 @@ reads these with SQL); each row has its model's rollout_id, version, role, and s
 - champion arm (any mode): one row role=champion, the champion's answer.
   In shadow mode, and in canary mode for champion-arm users, the candidate also answers
   off the hot path: one more row role=shadow with the same request_id (dropped, never
-  delayed, when the shadow executor is saturated; drops are counted in
+  delayed, when ROUTER_SHADOW_QUEUE shadow calls are outstanding; drops are counted in
   router_shadow_dropped_total). /answer shadows the classifier only (what /predict
   shadows); the retriever is not shadowed.
 - candidate arm (canary): exactly one row role=candidate per request and model:
@@ -34,16 +34,16 @@ reads these with SQL); each row has its model's rollout_id, version, role, and s
   rate = share of role=champion rows with error set; fallback rows are served answers.
 - A champion failure (nothing to fall back to) writes its row with error set and answers
   500.
-- Shadow rows are written when the batched shadow call finishes (up to ~0.2 s later);
-  their latency_ms is the batch time divided by the batch size (amortised), so do not
-  compare it with champion/candidate latencies (the canary analysis does not use it).
+- Shadow rows are written when the shadow call finishes (serving/shadow.py: on the same
+  micro-batcher as the request path); their latency_ms is the span from the job queued
+  to its answer (the canary analysis does not use it).
 
 One clock: every champion, candidate and fallback row's latency_ms is the same span for
 every arm: from the request parsed (the route calls the service) to its answer ready
 (all model calls of the request done), i.e. what the user waits for, minus HTTP framing
 that is the same for both arms. All rows of one request carry the same value. Every model
-call, champion and candidate alike, runs on the same thread pool through the same
-`asyncio.wait_for(run_in_executor(...), deadline)` path (deadline: the candidate's
+call, champion and candidate alike, goes through the same micro-batcher onto the same
+thread pool, awaited by the same `asyncio.wait_for(future, deadline)` (deadline: the candidate's
 ROUTER_CANDIDATE_TIMEOUT_MS; the champion's a 30 s safety net, past which the request
 fails with 500): the thread hop and the extra event-loop turn the candidate needs for its
 timeout are applied to both arms, so an identical candidate has an identical latency
@@ -51,8 +51,22 @@ distribution at any load (tested end to end through `sml serve`:
 tests/serving/test_one_clock.py). A fallback's span includes the failed attempt: the user
 waited for both. Cost: the champion pays the hop too (~80 us of CPU, docs/benchmarks.md).
 
+Micro-batching (serving/batching.py): concurrent requests for the same model version (and
+state, and kind of work) share one batched call: `predict(texts)` for the classifier, one
+`embed(texts)` and one index search for the retriever. The first request of an idle
+version is dispatched at once, alone; while a batch runs, requests queue and go together
+as the next batch (at most ROUTER_BATCH_MAX; ROUTER_BATCH_WAIT_MS, 0 by default, lingers
+only under concurrency). A batch that raises is re-run text by text, so a failing input
+fails (and falls back) alone. Deadlines stay per request: a candidate past its timeout
+falls back whatever its batch does. Both arms take this path, so the one clock holds.
+
+Processes: `sml serve --workers N` (ROUTER_WORKERS; 0, the default, is one per usable
+core, capped by the container's CPU quota) runs N router processes on one port. They share
+nothing but the database: each has its own pool, poller, shadow workers, traffic writer
+(and spill file) and /metrics.
+
 Public API: `serving.app.create_app(settings, *, model_source=None, engine=None,
-state_reader=None, shadow_in_canary=True, shadow_max_batch=64, stateful=None,
+state_reader=None, shadow_in_canary=True, stateful=None,
 record_traffic=True)`; once the lifespan has started, `app.state.service` is the
 `serving.service.RouterService` (`wait_ready()`, `plans()`, `writer`, `metrics`).
 `serving.server.serve_in_thread(app)` serves it on a free loopback port and yields the

@@ -33,7 +33,7 @@ def stateful_models() -> frozenset[str]:
     return frozenset(f.name for f in FAMILIES.values() if f.state)
 
 
-def create_app(  # noqa: PLR0913 (each is an independent part of the router)
+def create_app(
     settings: Settings | None = None,
     *,
     model_source: ModelSource | None = None,
@@ -41,7 +41,6 @@ def create_app(  # noqa: PLR0913 (each is an independent part of the router)
     state_reader: StateReader | None = None,
     alias_source: AliasSource | None = None,
     shadow_in_canary: bool = True,
-    shadow_max_batch: int = 64,
     stateful: Collection[str] | None = None,
     record_traffic: bool = True,
 ) -> FastAPI:
@@ -56,7 +55,6 @@ def create_app(  # noqa: PLR0913 (each is an independent part of the router)
         has never answered (serving/startup_fallback.py); default: the registry when
         `model_source` is not given, else none.
     shadow_in_canary: in canary mode, also shadow the candidate for champion-arm users.
-    shadow_max_batch: most shadow jobs run in one batched `predict` call (1 = no batching).
     stateful: the model names that read release state (default: `stateful_models()`).
     record_traffic: False writes no traffic or feedback rows (pinned: serving/pinned.py).
     The running `RouterService` is `app.state.service` once the lifespan has started.
@@ -73,7 +71,6 @@ def create_app(  # noqa: PLR0913 (each is an independent part of the router)
             state_reader=state_reader,
             alias_source=alias_source,
             shadow_in_canary=shadow_in_canary,
-            shadow_max_batch=shadow_max_batch,
             stateful=stateful,
             record_traffic=record_traffic,
         )

@@ -165,6 +165,11 @@ class MicroBatcher:
         return future
 
     @property
+    def running(self) -> bool:
+        """True while the model pool exists (between the router's start and stop)."""
+        return self._pool() is not None
+
+    @property
     def waiting(self) -> int:
         """Requests queued for a batch, all keys."""
         return sum(len(q.waiting) for q in self._queues.values())

@@ -69,7 +69,7 @@ class RouterMetrics:
         )
         self.shadow_dropped = Counter(
             "router_shadow_dropped_total",
-            "Shadow calls dropped because the shadow executor was saturated",
+            "Shadow calls dropped because ROUTER_SHADOW_QUEUE calls were outstanding",
             ("model",),
             registry=self.registry,
         )

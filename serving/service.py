@@ -2,19 +2,21 @@
 entry of the request path (route, predict, shadow). No I/O here.
 
 Everything slow happens elsewhere: rollout state and model loads in the poller thread
-(serving/rollout_state.py), shadow predictions on the shadow executor, database writes in
-the traffic writer thread (core/traffic/). A request reads one immutable plan, hashes
-its routing key, calls one model (two on a candidate failure: serving/model_calls.py),
-appends its traffic rows to the writer's buffer (serving/traffic_log.py) and updates
-cached metric children.
+(serving/rollout_state.py), shadow predictions on the micro-batcher (serving/shadow.py),
+database writes in the traffic writer thread (core/traffic/). A request reads one
+immutable plan, hashes its routing key, calls one model through the micro-batcher (two on
+a candidate failure: serving/model_calls.py), appends its traffic rows to the writer's
+buffer (serving/traffic_log.py) and updates cached metric children.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Collection, Mapping
 from functools import partial
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -34,7 +36,7 @@ from serving.metrics import RouterMetrics
 from serving.model_cache import ModelCache, ModelSource
 from serving.model_calls import CANDIDATE_THREADS, Call, ChampionError, ModelCalls, Prediction
 from serving.rollout_state import RolloutStatePoller, ServingPlan, StateReader
-from serving.shadow import ShadowExecutor, ShadowJob
+from serving.shadow import ShadowCalls, ShadowJob
 from serving.startup_fallback import REGISTRY_ALIAS, AliasSource, StateSource, alias_states
 from serving.state_cache import StateCache
 from serving.traffic_log import RequestFacts, TrafficLog, utc_now
@@ -53,17 +55,20 @@ __all__ = [
 ]
 
 
+log = logging.getLogger(__name__)
+
+
 class NotReadyError(Exception):
     """No champion is loaded yet for the requested model (the router is not ready)."""
 
 
 class RouterService:
-    """One router: its poller, shadow executor, candidate pool, traffic writer and metrics.
+    """One router: poller, model pool and micro-batcher, shadow calls, traffic writer, metrics.
 
     Build with `from_settings`, then `start()`; `stop()` flushes the traffic buffer.
     """
 
-    def __init__(  # noqa: PLR0913 (each is an independent part of the router)
+    def __init__(
         self,
         settings: Settings,
         *,
@@ -72,7 +77,6 @@ class RouterService:
         state_reader: StateReader | None = None,
         alias_source: AliasSource | None = None,
         shadow_in_canary: bool = True,
-        shadow_max_batch: int = 64,
         stateful: Collection[str] = (),
         record_traffic: bool = True,
     ) -> None:
@@ -97,13 +101,7 @@ class RouterService:
         )
         self.writer.on_flush = lambda _n, seconds: self.metrics.traffic_flushes.observe(seconds)
         self.traffic = TrafficLog(self.writer, self.env, enabled=record_traffic)
-        self.calls = ModelCalls(
-            self.metrics,
-            self.traffic,
-            candidate_timeout_ms=settings.ROUTER_CANDIDATE_TIMEOUT_MS,
-            batch_max=settings.ROUTER_BATCH_MAX,
-            batch_wait_ms=settings.ROUTER_BATCH_WAIT_MS,
-        )
+        self.calls = ModelCalls(self.metrics, self.traffic, **_call_limits(settings))
         self.cache = ModelCache(model_source)
         reader = state_reader or (lambda: routing_state(engine, self.env))
         self.poller = RolloutStatePoller(
@@ -117,11 +115,11 @@ class RouterService:
             else lambda: alias_states(alias_source, self.env, self.models),
             states=StateCache(engine, self.stateful) if self.stateful else None,
         )
-        self.shadow = ShadowExecutor(
+        self.shadow = ShadowCalls(
+            self.calls.batcher,
+            classify,
             self.calls.record_shadow,
-            workers=settings.ROUTER_SHADOW_WORKERS,
-            queue_size=settings.ROUTER_SHADOW_QUEUE,
-            max_batch=shadow_max_batch,
+            limit=settings.ROUTER_SHADOW_QUEUE,
             on_drop=lambda job: self.metrics.shadow_dropped.labels(job.model_name).inc(),
         )
         self._register_gauges()
@@ -153,7 +151,7 @@ class RouterService:
         )
 
     @classmethod
-    def from_settings(  # noqa: PLR0913 (each is an independent part of the router)
+    def from_settings(
         cls,
         settings: Settings,
         *,
@@ -162,7 +160,6 @@ class RouterService:
         state_reader: StateReader | None = None,
         alias_source: AliasSource | None = None,
         shadow_in_canary: bool = True,
-        shadow_max_batch: int = 64,
         stateful: Collection[str] = (),
         record_traffic: bool = True,
     ) -> RouterService:
@@ -184,23 +181,22 @@ class RouterService:
             state_reader=state_reader,
             alias_source=alias_source,
             shadow_in_canary=shadow_in_canary,
-            shadow_max_batch=shadow_max_batch,
             stateful=stateful,
             record_traffic=record_traffic,
         )
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the writer, the shadow workers and the poller (first poll right away)."""
+        """Start the model pool, the writer and the poller (first poll right away)."""
         self.calls.start()
         self.writer.start()
-        self.shadow.start()
         self.poller.start()
 
     def stop(self) -> None:
         """Stop polling, finish shadow work, flush traffic (to the DB or the spill file)."""
         self.poller.stop()
-        self.shadow.close()
+        if not self.shadow.drain(10.0):
+            log.warning("stopping with %d shadow calls unfinished", self.shadow.pending)
         self.calls.stop()
         self.writer.close()
 
@@ -368,6 +364,15 @@ class RouterService:
     def _from_alias(self, name: str) -> float:
         plan = self.poller.plans.get(name)
         return 1.0 if plan is not None and plan.source == REGISTRY_ALIAS else 0.0
+
+
+def _call_limits(settings: Settings) -> dict[str, Any]:
+    """The model calls' limits from the settings: candidate timeout, batch size, linger."""
+    return {
+        "candidate_timeout_ms": settings.ROUTER_CANDIDATE_TIMEOUT_MS,
+        "batch_max": settings.ROUTER_BATCH_MAX,
+        "batch_wait_ms": settings.ROUTER_BATCH_WAIT_MS,
+    }
 
 
 def router_engine(url: str) -> Engine:

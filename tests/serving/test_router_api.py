@@ -343,7 +343,7 @@ def test_shadow_dropped_and_counted_when_saturated(
 ) -> None:
     open_shadow(state_engine, "2")
     router = run_router(
-        router_settings(_url(state_engine), ROUTER_SHADOW_WORKERS=1, ROUTER_SHADOW_QUEUE=1),
+        router_settings(_url(state_engine), ROUTER_SHADOW_QUEUE=1),
         model_source=_source(KeywordModel("1"), KeywordModel("2", delay_ms=300)),
     )
     started = time.perf_counter()
@@ -351,7 +351,7 @@ def test_shadow_dropped_and_counted_when_saturated(
         assert router.client.post("/predict", json={"text": "a"}).status_code == 200
     assert time.perf_counter() - started < 2.0  # 10 x 300 ms of shadow work did not block
     dropped = router.service.shadow.dropped
-    # at most queue (1) + one lingering batch are held; the rest were dropped
+    # one shadow call may be outstanding; the requests arriving meanwhile were dropped
     assert dropped >= 1
     metrics = router.client.get("/metrics").text
     assert f'router_shadow_dropped_total{{model="intent-classifier"}} {float(dropped)}' in metrics
