@@ -11,9 +11,10 @@ buffer (serving/traffic_log.py) and updates cached metric children.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections.abc import Collection, Mapping
 from functools import partial
 from typing import Any
@@ -120,6 +121,7 @@ class RouterService:
             classify,
             self.calls.record_shadow,
             limit=settings.ROUTER_SHADOW_QUEUE,
+            max_batch=settings.ROUTER_BATCH_MAX,
             on_drop=lambda job: self.metrics.shadow_dropped.labels(job.model_name).inc(),
         )
         self._register_gauges()
@@ -288,7 +290,7 @@ class RouterService:
     ) -> RequestFacts:
         """What the rows of one request share (each call sets its own model and rollout)."""
         return RequestFacts(
-            request_id=request_id or uuid.uuid4().hex,
+            request_id=request_id or next_request_id(),
             ts=utc_now(),
             user_id=user_id,
             text=text,
@@ -364,6 +366,25 @@ class RouterService:
     def _from_alias(self, name: str) -> float:
         plan = self.poller.plans.get(name)
         return 1.0 if plan is not None and plan.source == REGISTRY_ALIAS else 0.0
+
+
+class _RequestIds:
+    """Request ids as unique as uuid4 hex (32 hex digits) without a system call each: a
+    random 64-bit prefix per process (drawn again in a forked child) and a counter."""
+
+    def __init__(self) -> None:
+        self._renew()
+        os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+next_request_id = _RequestIds()
 
 
 def _call_limits(settings: Settings) -> dict[str, Any]:

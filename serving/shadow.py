@@ -1,20 +1,22 @@
 """Online shadow: the candidate answers the same request off the user's path.
 
-Shadow calls go through the request path's own micro-batcher (serving/batching.py): a
-shadowed text joins the candidate version's next batch, with the canary's candidate-arm
-requests of that version, so shadow work costs one more text in a batched `predict`
-(~0.1 ms), not a call of its own; a failing input fails alone (the batcher re-runs a
+Shadow calls go through the request path's own micro-batcher (serving/batching.py). Jobs
+linger up to `linger_seconds` (0.2 s) or until `max_batch` have gathered, then are handed
+to the batcher together: they form one batch, joined by the canary's candidate-arm
+requests of that version queued at that moment. So shadow work costs one more text in a
+batched `predict` (~0.1 ms), not a call of its own, even at low load when requests do not
+overlap (measured in bench/router.py); a failing input fails alone (the batcher re-runs a
 failed batch text by text).
 
 - `submit` never blocks and never delays the user: the user's answer does not wait for
   the shadow's future. At most `limit` shadow calls are outstanding; past that a job is
   dropped and counted (router_shadow_dropped_total), so a slow candidate cannot pile up
   work.
-- The latency of a shadow row is measured as every other row's: the span from the moment
-  the job was queued to its answer (the batcher's wait included), not an amortised batch
-  time.
-- `drain(timeout)` (at shutdown, before the model pool goes) waits for the outstanding
-  calls so their rows are logged.
+- The latency of a shadow row is the span from the moment the job was queued to its
+  answer (linger and batch included), not an amortised batch time; the canary analysis
+  does not use it.
+- `drain(timeout)` (at shutdown, before the model pool goes) hands the lingering jobs to
+  the batcher at once and waits for the outstanding calls, so their rows are logged.
 
 Only the classifier is shadowed (what /predict and /answer's classifier serve).
 """
@@ -22,6 +24,7 @@ Only the classifier is shadowed (what /predict and /answer's classifier serve).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -62,15 +65,22 @@ class ShadowCalls:
         on_done: ShadowDone,
         *,
         limit: int = 256,
+        linger_seconds: float = 0.2,
+        max_batch: int = 64,
         on_drop: Callable[[ShadowJob], None] | None = None,
     ) -> None:
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
+        if limit < 1 or max_batch < 1:
+            raise ValueError("limit and max_batch must be >= 1")
         self._batcher = batcher
         self._work = work
         self._on_done = on_done
         self._on_drop = on_drop
         self._limit = limit
+        self._linger = linger_seconds
+        self._max_batch = max_batch
+        self._lingering: list[tuple[ShadowJob, float]] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._outstanding = 0
         self._idle = threading.Event()
         self._idle.set()
@@ -90,29 +100,50 @@ class ShadowCalls:
             if self._on_drop is not None:
                 self._on_drop(job)
             return False
-        started = time.perf_counter()
-        future = self._batcher.submit(job.predictor, None, self._work(job.text))
         self._outstanding += 1
         self._idle.clear()
-        future.add_done_callback(lambda f: self._done(job, started, f))
+        self._lingering.append((job, time.perf_counter()))
+        if len(self._lingering) >= self._max_batch or self._linger <= 0:
+            self._flush()
+        elif self._flush_timer is None:
+            self._loop = asyncio.get_running_loop()
+            self._flush_timer = self._loop.call_later(self._linger, self._flush)
         return True
 
+    def _flush(self) -> None:
+        """Hand the lingering jobs to the batcher in one loop turn (one batch)."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        jobs, self._lingering = self._lingering, []
+        for job, started in jobs:
+            if not self._batcher.running:  # stopped meanwhile: logged as not run
+                self._finish(job, started, None, "cancelled: the router stopped")
+                continue
+            future = self._batcher.submit(job.predictor, None, self._work(job.text))
+            future.add_done_callback(functools.partial(self._done, job, started))
+
     def drain(self, timeout: float = 10.0) -> bool:
-        """Wait (from another thread) until no shadow call is outstanding, up to `timeout`
-        seconds; True when none is."""
+        """From another thread: hand the lingering jobs to the batcher now, then wait
+        until no shadow call is outstanding, up to `timeout` seconds; True when none is."""
+        loop = self._loop
+        if self._lingering and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._flush)
         return self._idle.wait(timeout)
 
     def _done(self, job: ShadowJob, started: float, future: asyncio.Future[Reply]) -> None:
         """Log the candidate's shadow answer (or why there is none)."""
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        output: str | None = None
-        error: str | None = None
         if future.cancelled():
-            error = "cancelled: the router stopped"
+            self._finish(job, started, None, "cancelled: the router stopped")
         elif (exc := future.exception()) is not None:
-            error = error_text(exc)
+            self._finish(job, started, None, error_text(exc))
         else:
-            output = future.result()[1]
+            self._finish(job, started, future.result()[1], None)
+
+    def _finish(
+        self, job: ShadowJob, started: float, output: str | None, error: str | None
+    ) -> None:
+        latency_ms = (time.perf_counter() - started) * 1000.0
         try:
             self._on_done(job, output, latency_ms, error)
         except Exception:

@@ -91,10 +91,28 @@ def test_shadow_texts_join_the_candidates_own_batch() -> None:
         return answers
 
     with ThreadPoolExecutor(2) as pool:
-        answers = asyncio.run(scenario(*_shadow(pool, results)))
+        answers = asyncio.run(scenario(*_shadow(pool, results, linger_seconds=0.0)))
     assert answers == [("account", "account")] * 5
     assert model.sizes == [25]  # one call for all of them
     assert len(results) == 20
+
+
+def test_jobs_apart_in_time_linger_into_one_call() -> None:
+    """At low load (one request at a time) shadow jobs still share one call."""
+    results: list[Result] = []
+    model = CountingModel("2")
+
+    async def scenario(shadow: ShadowCalls) -> None:
+        for i in range(5):
+            shadow.submit(_job(model, "refund", i))
+            await asyncio.sleep(0.01)
+        await _settle(shadow)
+
+    with ThreadPoolExecutor(2) as pool:
+        asyncio.run(scenario(_shadow(pool, results, linger_seconds=0.2)[1]))
+    assert model.sizes == [5]
+    assert [r[1] for r in results] == ["billing"] * 5
+    assert min(r[2] for r in results) >= 150  # each waited out (most of) the linger
 
 
 def test_drops_and_counts_past_the_limit_without_blocking() -> None:
