@@ -11,9 +11,7 @@ buffer (serving/traffic_log.py) and updates cached metric children.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import time
 from collections.abc import Collection, Mapping
 from functools import partial
@@ -36,6 +34,7 @@ from serving.answering import (
 from serving.metrics import RouterMetrics
 from serving.model_cache import ModelCache, ModelSource
 from serving.model_calls import CANDIDATE_THREADS, Call, ChampionError, ModelCalls, Prediction
+from serving.request_ids import next_request_id
 from serving.rollout_state import RolloutStatePoller, ServingPlan, StateReader
 from serving.shadow import ShadowCalls, ShadowJob
 from serving.startup_fallback import REGISTRY_ALIAS, AliasSource, StateSource, alias_states
@@ -366,25 +365,6 @@ class RouterService:
     def _from_alias(self, name: str) -> float:
         plan = self.poller.plans.get(name)
         return 1.0 if plan is not None and plan.source == REGISTRY_ALIAS else 0.0
-
-
-class _RequestIds:
-    """Request ids as unique as uuid4 hex (32 hex digits) without a system call each: a
-    random 64-bit prefix per process (drawn again in a forked child) and a counter."""
-
-    def __init__(self) -> None:
-        self._renew()
-        os.register_at_fork(after_in_child=self._renew)
-
-    def _renew(self) -> None:
-        self._prefix = os.urandom(8).hex()
-        self._counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
-
-    def __call__(self) -> str:
-        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
-
-
-next_request_id = _RequestIds()
 
 
 def _call_limits(settings: Settings) -> dict[str, Any]:
