@@ -13,6 +13,7 @@ benchmarks) is called directly.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -93,6 +94,7 @@ def classify(text: str) -> Work:
     return Work("classify", text, _classify)
 
 
+@functools.cache
 def _retriever(k: int) -> BatchFn:
     """The retriever's batch for `k` answers: one `embed` of the texts, one index search."""
 
@@ -105,9 +107,6 @@ def _retriever(k: int) -> BatchFn:
     return run
 
 
-_RETRIEVERS = {k: _retriever(k) for k in range(1, 11)}  # ANSWER_TOP_K's range
-
-
 def retrieve(text: str, k: int) -> Work:
     """The retriever's work for `text`: its `k` best answers in the version's index."""
-    return Work(f"retrieve:{k}", text, _RETRIEVERS.get(k) or _retriever(k))
+    return Work(f"retrieve:{k}", text, _retriever(k))
