@@ -9,6 +9,7 @@ export DO_NOT_TRACK ?= 1
 
 # make deploy [ENV=local|stg|prd] [IMAGE_VERSION=...]; make up [PREFECT_PORT=4200] [MLFLOW_PORT=5000]
 ENV ?= local
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 setup: ## install uv if absent, then the locked environment
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -17,8 +18,8 @@ setup: ## install uv if absent, then the locked environment
 demo: setup ## the whole lifecycle on embedded defaults
 	$(UV) run sml demo
 
-test: lint ## lint (ruff, format, mypy), then pytest
-	$(UV) run pytest
+test: lint ## lint (ruff, format, mypy), then pytest, one worker per usable core (TEST_WORKERS=1: serial)
+	$(UV) run pytest -n $(TEST_WORKERS) --dist worksteal
 
 term: setup ## an IPython shell with settings, engine, registry and ledger loaded
 	$(UV) run sml term

@@ -212,19 +212,32 @@ def test_answer_is_404_without_a_retriever_and_503_before_its_state(
     engine.dispose()
 
 
-def _roles(router: Any, users: list[str]) -> dict[str, tuple[str, str]]:
-    """Per user, the (classifier role, retriever role) of one /answer (16 clients at once:
-    loopback round trips, not the router, bound a sequential loop)."""
+def _routed(role: str) -> str:
+    """The arm routing chose for a served role: a fallback was routed to the candidate."""
+    return "candidate" if role == "fallback" else role
 
-    def one(user: str) -> tuple[str, str]:
+
+def _roles(router: Any, users: list[str]) -> dict[str, tuple[str, str]]:
+    """Per user, the arm routing chose for (classifier, retriever) in one /answer (16
+    clients at once: loopback round trips, not the router, bound a sequential loop).
+
+    A candidate call that misses its deadline on a loaded machine is answered by the
+    champion (role "fallback"); routing still chose the candidate, so that is the arm
+    reported. Fallbacks are the exception: more than 1% of users fails the test."""
+
+    def one(user: str) -> tuple[tuple[str, str], bool]:
         body = router.client.post("/answer", json={"text": "where is my refund", "user_id": user})
         served = body.json()["served"]
         for model in (CLASSIFIER, RETRIEVER):  # the candidate arm is version 2, and only it
             assert (served[model]["version"] == "2") == (served[model]["role"] == "candidate")
-        return served[CLASSIFIER]["role"], served[RETRIEVER]["role"]
+        classifier, retriever = (_routed(served[m]["role"]) for m in (CLASSIFIER, RETRIEVER))
+        fell_back = "fallback" in (served[CLASSIFIER]["role"], served[RETRIEVER]["role"])
+        return (classifier, retriever), fell_back
 
     with ThreadPoolExecutor(16) as pool:
-        return dict(zip(users, pool.map(one, users), strict=True))
+        answers = list(pool.map(one, users))
+    assert sum(fell_back for _, fell_back in answers) <= len(users) // 100, "too many fallbacks"
+    return dict(zip(users, (arms for arms, _ in answers), strict=True))
 
 
 def test_bundle_canary_serves_each_user_one_consistent_pair(
