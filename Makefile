@@ -19,7 +19,7 @@ demo: setup ## the whole lifecycle on embedded defaults
 	$(UV) run sml demo
 
 test: lint ## lint (ruff, format, mypy), then pytest, one worker per usable core (TEST_WORKERS=1: serial)
-	$(UV) run pytest -n $(TEST_WORKERS) --dist worksteal
+	$(UV) run pytest -n $(TEST_WORKERS) --dist load
 
 term: setup ## an IPython shell with settings, engine, registry and ledger loaded
 	$(UV) run sml term

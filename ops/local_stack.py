@@ -12,6 +12,7 @@ with or without the servers share one history. `make clean` removes it all.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -93,14 +94,17 @@ class Stack:
         }
 
 
+@functools.cache
+def _http() -> httpx.Client:
+    """One client for every health poll (a new client loads the CA bundle each time)."""
+    return httpx.Client(timeout=5)
+
+
 def _get_ok(url: str, body: dict[str, object] | None = None) -> bytes | None:
     """The body of a 2xx answer (a POST of `body` when given), or None while the server does
     not answer yet."""
     try:
-        if body is None:
-            response = httpx.get(url, timeout=5)
-        else:
-            response = httpx.post(url, json=body, timeout=5)
+        response = _http().get(url) if body is None else _http().post(url, json=body)
     except httpx.HTTPError:
         return None
     return response.content if response.is_success else None

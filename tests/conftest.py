@@ -41,9 +41,11 @@ SETTINGS_ENV_KEYS = (
 )
 
 
-# `make test` runs the suite on every core (pytest-xdist, load scheduling: each worker
-# takes the next test as it frees up). A worker's wall time is bounded below by its longest
-# test, so the longest modules are handed out first and the short ones fill in around them.
+# `make test` runs the suite on every core (pytest-xdist, `--dist load`: the first quarter
+# of the tests is dealt round-robin, the rest to whichever worker runs short). The longest
+# modules come first, so they are dealt to different workers and the short tests fill in
+# around them. (`worksteal` gives each worker a contiguous half: one worker would run all
+# of the longest ones in a row, measured 5 min later to finish.)
 # Per-worker isolation is structural: every test has its own temp dir, SQLite files and
 # Postgres database (uuid names), and each worker process its own PREFECT_HOME and Prefect
 # test server (tests/flows/conftest.py) on a free port.
