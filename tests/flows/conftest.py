@@ -25,7 +25,9 @@ def prefect_harness() -> Iterator[None]:
     """A real Prefect API for every flow test in this session."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    from flows.in_process import in_process_flow_runs
+
+    with prefect_test_harness(server_startup_timeout=120), in_process_flow_runs():
         yield
 
 
