@@ -99,6 +99,9 @@ class TickOutcome:
     detail: str
     stage_index: int
     request: ApprovalRequest | None = None
+    waiting_on: tuple[str, ...] = ()
+    """For a stage held by its gate: the failing checks' names (`followed_answers`: the
+    users' follow-up windows have not passed yet; `bake_seconds`: too early)."""
 
 
 def plan_rollout(
@@ -183,7 +186,8 @@ def apply_plan(
             return TickOutcome(rollout.id, "rolled_back", reason, rollout.stage_index)
         if verdict.action == "hold" or rollout.status != "canary":
             why = reason if verdict.action == "hold" else f"{rollout.status}: not moving"
-            return TickOutcome(rollout.id, "held", why, rollout.stage_index)
+            failing = tuple(check.name for check in verdict.gate.failed)  # () if it passed
+            return TickOutcome(rollout.id, "held", why, rollout.stage_index, waiting_on=failing)
         held = _hold_outside_window(engine, plan, actor) or _hold_without_state(engine, plan, actor)
         if held is not None:
             return held

@@ -197,6 +197,9 @@ def test_reconcile_before_bake_time_holds_without_events(
 
     assert [o.outcome for o in outcomes] == ["held"]
     assert "bake_seconds" in outcomes[0].detail
+    waiting_on = outcomes[0].waiting_on  # the failing checks by name, as the detail lists them
+    assert waiting_on[0] == "bake_seconds"
+    assert [part.split()[0] for part in outcomes[0].detail.split("; ")] == list(waiting_on)
     assert [e.kind for e in ledger.rollout_events(engine, rollout.id)] == ["start"]
 
 
@@ -225,9 +228,8 @@ def test_reconcile_paused_rollout_never_advances_but_rolls_back_on_breach(
     rollout = _start(engine, policy)
     ledger.pause(engine, rollout.id, actor="op", reason="looking")
     current = _feed(engine, rollout.id, BETTER, 6_000, seed=4)
-    assert [o.outcome for o in reconcile(engine, policy, now=_later(current), **VERSIONS)] == [
-        "held"
-    ]
+    [paused] = reconcile(engine, policy, now=_later(current), **VERSIONS)
+    assert (paused.outcome, paused.waiting_on) == ("held", ())  # not the gate: the operator
     _feed(engine, rollout.id, BROKEN, 6_000, seed=5)
     assert [o.outcome for o in reconcile(engine, policy, now=_later(current), **VERSIONS)] == [
         "rolled_back"
