@@ -42,33 +42,10 @@ SETTINGS_ENV_KEYS = (
 
 
 # `make test` runs the suite on every core (pytest-xdist, `--dist load`: the first quarter
-# of the tests is dealt round-robin, the rest to whichever worker runs short). The longest
-# modules come first, so they are dealt to different workers and the short tests fill in
-# around them. (`worksteal` gives each worker a contiguous half: one worker would run all
-# of the longest ones in a row, measured 5 min later to finish.)
-# Per-worker isolation is structural: every test has its own temp dir, SQLite files and
-# Postgres database (uuid names), and each worker process its own PREFECT_HOME and Prefect
-# test server (tests/flows/conftest.py) on a free port.
-LONGEST_FIRST = (  # measured with --durations (docs/benchmarks.md, "The test suite")
-    "tests/test_readme_operating.py",
-    "tests/flows/test_lifecycle.py",
-    "tests/core/test_loadtest_routers.py",
-    "tests/flows/test_deployments.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Longest modules first, each module's tests kept together and in their order."""
-    slow_modules = {i.nodeid.split("::", 1)[0] for i in items if i.get_closest_marker("slow")}
-    order = {path: n for n, path in enumerate(LONGEST_FIRST)}
-
-    def rank(item: pytest.Item) -> tuple[int, int]:
-        path = item.nodeid.split("::", 1)[0]
-        if path in order:
-            return 0, order[path]
-        return (1 if path in slow_modules else 2), 0
-
-    items.sort(key=rank)  # stable: within a rank, collection order
+# of the tests is dealt round-robin, the rest to whichever worker runs short). Per-worker
+# isolation is structural: every test has its own temp dir, SQLite files and Postgres
+# database (uuid names), and each worker process its own PREFECT_HOME and Prefect test
+# server (tests/flows/conftest.py) on a free port.
 
 
 @pytest.fixture(autouse=True)
