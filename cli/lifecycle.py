@@ -206,9 +206,9 @@ class Lifecycle(SimulatedUsers):
                 self._sync_router()
                 # enough users for both arms to reach the minimum sample this tick
                 share = min(rollout.percent, 100 - rollout.percent) or 100
-                requests = math.ceil(settings.CANARY_MIN_SAMPLES * 150 / share) if serve else 0
+                requests = math.ceil(settings.CANARY_MIN_SAMPLES * 150 / share)
                 started = time.monotonic()
-                roles = (users or self._users)(settings, requests) if requests else {}
+                roles = (users or self._users)(settings, requests) if serve else {}
                 served = time.monotonic() - started
                 outcomes = rollout_controller(env=settings.ENVIRONMENT)
                 ticked = time.monotonic() - started - served
@@ -357,7 +357,7 @@ class Lifecycle(SimulatedUsers):
                 "half the users at once: a stale model that never fails",
                 users=lambda s, _: self._users(s, STALE_USERS),
             )  # fmt: skip
-        finally:
+        finally:  # apply_demo_environment set it so for the whole demo
             os.environ["CANARY_MIN_SAMPLES"] = DEMO_OVERRIDES["CANARY_MIN_SAMPLES"]
             get_settings.cache_clear()
 

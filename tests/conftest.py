@@ -3,6 +3,10 @@
 Postgres tests use TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test).
 Under SML_REQUIRE_POSTGRES=1 (set by .ci/run) an unreachable Postgres fails the test;
 otherwise it skips with the reason shown.
+
+`make test` runs the suite in one pytest-xdist worker per core (`--dist load`). Isolation
+is per test (a temp dir, SQLite files, a uuid-named Postgres database) and per worker
+process (its own PREFECT_HOME and Prefect test server on a free port: tests/flows/conftest.py).
 """
 
 from __future__ import annotations
@@ -39,13 +43,6 @@ SETTINGS_ENV_KEYS = (
     "TRAFFIC_SPILL_DIR",
     "MODELS",
 )
-
-
-# `make test` runs the suite on every core (pytest-xdist, `--dist load`: the first quarter
-# of the tests is dealt round-robin, the rest to whichever worker runs short). Per-worker
-# isolation is structural: every test has its own temp dir, SQLite files and Postgres
-# database (uuid names), and each worker process its own PREFECT_HOME and Prefect test
-# server (tests/flows/conftest.py) on a free port.
 
 
 @pytest.fixture(autouse=True)
