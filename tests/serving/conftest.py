@@ -37,15 +37,20 @@ class KeywordModel:
     tests of the request path (the registry-backed tests use real registered versions).
 
     fail_on: inputs containing this substring raise ValueError. delay_ms: added latency.
+    hold: while set, each call waits for `hold.release` (an Event): a test that needs "the
+    user did not wait for this call" then proves it without a clock.
     """
 
     version: str
     fail_on: str | None = None
     delay_ms: float = 0.0
     calls: int = 0
+    hold: threading.Event | None = None
 
     def predict_one(self, text: str) -> str:
         self.calls += 1
+        if self.hold is not None:
+            assert self.hold.wait(60), "a held model call was never released"
         if self.delay_ms:
             time.sleep(self.delay_ms / 1000.0)
         if self.fail_on is not None and self.fail_on in text:

@@ -155,13 +155,15 @@ def test_predict_candidate_timeout_falls_back_to_champion(
     open_canary(state_engine, "2", 100.0)
     router = run_router(
         router_settings(_url(state_engine), ROUTER_CANDIDATE_TIMEOUT_MS=50),
-        model_source=_source(KeywordModel("1"), KeywordModel("2", delay_ms=400)),
+        model_source=_source(
+            KeywordModel("1"), KeywordModel("2", hold=(held := threading.Event()))
+        ),
     )
-    started = time.perf_counter()
     body = router.client.post("/predict", json={"text": "refund"}).json()
-    elapsed = time.perf_counter() - started
+    # answered while the candidate call is still held: the user did not wait for it
     assert body["role"] == "fallback"
-    assert elapsed < 0.4  # the user did not wait for the slow candidate
+    assert not held.is_set()
+    held.set()
     router.stop()
     with session_scope(state_engine) as session:
         row = session.scalars(select(Traffic).where(Traffic.role == "candidate")).one()
@@ -293,7 +295,7 @@ def test_ready_only_once_champion_loaded(state_engine: Engine, run_router: Route
     assert router.client.get("/ready").json()["models"][MODEL]["champion_version"] == "1"
 
 
-def test_rollback_is_served_within_two_seconds(
+def test_rollback_is_served_after_the_next_state_poll(
     state_engine: Engine, run_router: RouterFactory
 ) -> None:
     rollout_id = open_canary(state_engine, "2", 100.0)
@@ -305,9 +307,11 @@ def test_rollback_is_served_within_two_seconds(
     rollback(state_engine, rollout_id, actor="test", reason="test")
     took = wait_until(
         lambda: router.client.post("/predict", json={"text": "a"}).json()["model_version"] == "1",
-        timeout=5,
+        timeout=10,
     )
-    assert took < 2.0
+    # the router polls every second; the slack is for a loaded machine (the suite runs
+    # in parallel), still well short of a router that missed the change for good
+    assert took < 4.0
 
 
 def test_state_db_unreachable_keeps_last_state(
@@ -344,15 +348,17 @@ def test_shadow_dropped_and_counted_when_saturated(
     open_shadow(state_engine, "2")
     router = run_router(
         router_settings(_url(state_engine), ROUTER_SHADOW_QUEUE=1),
-        model_source=_source(KeywordModel("1"), KeywordModel("2", delay_ms=300)),
+        model_source=_source(
+            KeywordModel("1"), KeywordModel("2", hold=(held := threading.Event()))
+        ),
     )
-    started = time.perf_counter()
+    # the first shadow call is held until the end: ten answers arrive meanwhile, so
+    # shadow work never blocks a user, and the nine that found the queue full were dropped
     for _ in range(10):
         assert router.client.post("/predict", json={"text": "a"}).status_code == 200
-    assert time.perf_counter() - started < 2.0  # 10 x 300 ms of shadow work did not block
     dropped = router.service.shadow.dropped
-    # one shadow call may be outstanding; the requests arriving meanwhile were dropped
-    assert dropped >= 1
+    assert dropped == 9
+    held.set()
     metrics = router.client.get("/metrics").text
     assert f'router_shadow_dropped_total{{model="intent-classifier"}} {float(dropped)}' in metrics
     router.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -122,9 +121,8 @@ def test_drops_and_counts_past_the_limit_without_blocking() -> None:
     results: list[Result] = []
 
     async def scenario(shadow: ShadowCalls) -> list[bool]:
-        started = time.perf_counter()
+        # every submit returns while the model is held: none waits for a call
         accepted = [shadow.submit(_job(model, "x", i)) for i in range(10)]
-        assert time.perf_counter() - started < 0.5
         release.set()
         await _settle(shadow)
         return accepted
