@@ -39,7 +39,7 @@ from flows.load_test import load_test as load_test_flow
 from models import stateful_models
 from tasks.chunk_runner import map_chunks
 from tasks.registry import open_registry
-from tasks.reporting import advance_progress, start_progress
+from tasks.reporting import start_progress
 from tasks.shadow import (
     act_on_report,
     evaluate,
@@ -139,13 +139,14 @@ def replay(
     progress = start_progress(
         key=artifact_key("shadow", subjects.model_name, "progress"),
         description=f"replayed chunks of {len(requests)} requests",
+        total=max(len(chunks), 1),
     )
     if not chunks:  # every sampled request was answered online: nothing to replay
-        advance_progress(progress, 1, 1)
+        progress.advance(1)
         return []
     counts = []
     mapped = {"subjects": unmapped(subjects), "chunk": chunks}
     for done, chunk_counts in enumerate(map_chunks(settings, replay_chunk, mapped), start=1):
         counts.append(chunk_counts)
-        advance_progress(progress, done, len(chunks))
+        progress.advance(done)
     return counts

@@ -24,7 +24,7 @@ from core.reporting import artifact_key
 from core.worker_resources import worker_engine, worker_registry
 from tasks.chunk_runner import map_chunks
 from tasks.policies import IO_TASK
-from tasks.reporting import advance_progress, start_progress
+from tasks.reporting import start_progress
 
 LOCK_TIMEOUT_SECONDS = 1800.0
 """How long a build waits for another build of the same model version."""
@@ -144,12 +144,13 @@ def write_chunks(
     progress = start_progress(
         key=artifact_key("release-state", model_name, "progress"),
         description=f"answers embedded and written for {model_name} v{version}",
+        total=total,
     )
     fixed = {"area": area, "model_name": model_name, "version": version}
     mapped = {**{name: unmapped(value) for name, value in fixed.items()}, "chunk": chunks}
     done = 0
     for rows in map_chunks(settings, write_chunk, mapped):
         done += rows
-        advance_progress(progress, done, total)
+        progress.advance(done)
         logger.info("%d of %d answers written", done, total)
     return done

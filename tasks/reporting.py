@@ -6,6 +6,9 @@ functions, not tasks: a task run per progress tick would only clutter the run's 
 
 from __future__ import annotations
 
+import math
+import time
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +20,9 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+
+PROGRESS_EVERY_SECONDS = 0.5
+"""The shortest interval between two writes of a progress artifact."""
 
 
 @task(name="report-publish-markdown", cache_policy=NO_CACHE)
@@ -31,23 +37,39 @@ def publish_table(key: str, table: list[dict[str, Any]], description: str) -> No
     create_table_artifact(table=table, key=key, description=description)
 
 
-def start_progress(key: str, description: str) -> UUID:
-    """A progress artifact at 0%; returns its id for `advance_progress`.
+@dataclass
+class Progress:
+    """A progress artifact advanced as work completes, written at most once per
+    `every_seconds` (and always at the end): each write is an API call, and a flow that
+    maps a thousand quick chunks should not make a thousand of them."""
+
+    artifact_id: UUID
+    total: int
+    every_seconds: float = PROGRESS_EVERY_SECONDS
+    _written_at: float = field(default=-math.inf, repr=False)
+
+    def advance(self, done: int) -> None:
+        """Record `done` of `total`; written now if it is the end or the interval passed.
+
+        Raises:
+            TypeError: called from async code (Prefect would hand back a coroutine).
+        """
+        now = time.monotonic()
+        if done < self.total and now - self._written_at < self.every_seconds:
+            return
+        self._written_at = now
+        percent = 100.0 * done / max(self.total, 1)
+        _sync_result(update_progress_artifact(self.artifact_id, progress=percent))
+
+
+def start_progress(key: str, description: str, total: int) -> Progress:
+    """A progress artifact at 0% of `total` units of work.
 
     Raises:
         TypeError: called from async code (Prefect would hand back a coroutine).
     """
     artifact_id = create_progress_artifact(progress=0.0, key=key, description=description)
-    return _sync_result(artifact_id)
-
-
-def advance_progress(artifact_id: UUID, done: int, total: int) -> None:
-    """Set a progress artifact to `done` of `total` (as a percentage).
-
-    Raises:
-        TypeError: called from async code (Prefect would hand back a coroutine).
-    """
-    _sync_result(update_progress_artifact(artifact_id, progress=100.0 * done / max(total, 1)))
+    return Progress(_sync_result(artifact_id), total)
 
 
 def _sync_result(value: object) -> UUID:
