@@ -13,12 +13,13 @@ Dask worker unpickles its arguments, and a loaded model or an engine must not tr
 Each task run reports to the Prefect API from the worker, under the flow run that mapped
 it (prefect-dask ships the run's context, the API address included).
 
-The mapped values reach each run quoted (`prefect.utilities.annotations.quote`): Prefect
-does not walk a chunk looking for futures to wait on. It would otherwise visit every row
-of every chunk three or four times per run (collecting the run's inputs, resolving them,
-once more on Dask); for a 2,000-row chunk of the shadow replay that was ~40 ms a visit,
-more than the models' own predict on it. A chunk is plain data, so there is nothing to
-find.
+In process, the mapped values reach each run quoted (`prefect.utilities.annotations.quote`):
+Prefect does not walk a chunk looking for futures to wait on. It would otherwise visit
+every row of every chunk two or three times per run (collecting the run's inputs,
+resolving them); for a 2,000-row chunk of the shadow replay that was ~40 ms a visit, on
+the order of the models' own predict on it. A chunk is plain data, so there is nothing to
+find. Not on Dask: an annotation is a tuple subclass, and Dask, packing a task's
+arguments, rebuilds it as a plain tuple, which the task would then receive.
 """
 
 from __future__ import annotations
@@ -61,14 +62,16 @@ def chunk_runner(settings: Settings) -> Iterator[TaskRunner[Any]]:
 def map_chunks(settings: Settings, task: Task[..., R], parameters: dict[str, Any]) -> Iterator[R]:
     """Map `task` over the iterable `parameters` (`unmapped(...)` for the fixed ones) on
     the `chunk_runner` and yield each run's result in the order of the chunks, as it
-    completes; a failed run raises its exception here. The chunks are passed quoted (see
-    the module's docstring): never walked by Prefect, unwrapped before the task runs."""
-    quoted: dict[str, Any] = {
-        name: value if isinstance(value, unmapped) else quote(value)
-        for name, value in parameters.items()
-    }
+    completes; a failed run raises its exception here. In process, the chunks are passed
+    quoted (see the module's docstring): never walked by Prefect, unwrapped before the
+    task runs."""
     with chunk_runner(settings) as runner:
+        if isinstance(runner, ThreadPoolTaskRunner):
+            parameters = {
+                name: value if isinstance(value, unmapped) else quote(value)
+                for name, value in parameters.items()
+            }
         # Prefect's overloads ask for a Task typed sync-or-async; ours is sync
-        futures = runner.map(cast(Any, task), quoted)
+        futures = runner.map(cast(Any, task), parameters)
         for future in futures:
             yield cast(R, future.result())
