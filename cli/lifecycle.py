@@ -28,6 +28,7 @@ from typing import Any
 from rich.console import Console
 
 from cli.demo_report import MODEL, print_load_test, print_summary
+from cli.demo_server import DemoPrefectServer
 from cli.demo_users import USER_DAYS, SimulatedUsers
 from config import Settings, get_settings
 
@@ -65,8 +66,8 @@ DEMO_OVERRIDES: dict[str, str] = {
 PREFECT_QUIET: dict[str, str] = {
     "PREFECT_LOGGING_LEVEL": "WARNING",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
+SERVER_START_SECONDS = 120.0
 MAX_TICKS_PER_STAGE = 10
 # The advance gate's checks that only time settles (core.canary.advance_gate)
 WAITING_FOR_TIME = frozenset({"followed_answers", "bake_seconds"})
@@ -81,26 +82,19 @@ Users = Callable[[Settings, int], dict[str, int]]
 """Simulated users: (settings, requests) -> requests served per role."""
 
 
-def start_warm_up(settings: Settings) -> list[threading.Thread]:
-    """Start Prefect's temporary server and create the MLflow store in the background.
+def start_warm_up(settings: Settings, server: DemoPrefectServer | None) -> list[threading.Thread]:
+    """Wait for the demo's Prefect server and create the MLflow store in the background.
 
-    Both take tens of seconds on 2 cores (the server is a subprocess, the store runs its
-    migrations); overlapping them with each other and the first steps saves that much.
-    Join the threads before the first flow runs.
+    Both take tens of seconds on 2 cores (the server is a subprocess, spawned earlier:
+    `cli.demo_server`; the store runs its migrations); overlapping them with each other
+    and the first steps saves that much. Join the threads before the first flow runs.
     """
 
     def prefect_server() -> None:
-        if os.environ.get("PREFECT_API_URL"):
-            return
-        from prefect.server.api.server import SubprocessASGIServer
-
-        SubprocessASGIServer().start(timeout=120)
+        if server is not None:
+            server.wait_ready(timeout=SERVER_START_SECONDS)
 
     def mlflow_store() -> None:
-        # MLflow's store configures every SQLAlchemy mapper of the process, Prefect's too:
-        # wait until the server thread has finished defining them (the import lock)
-        import prefect.server.database.orm_models  # noqa: F401
-
         from cli.resources import open_registry
 
         open_registry(settings).client.search_experiments()

@@ -95,6 +95,9 @@ def demo() -> None:
     """Run the most complete lifecycle the project has, on embedded defaults."""
     import logging
 
+    from cli.demo_server import spawn_prefect_server
+
+    server = spawn_prefect_server()  # first: it starts while the demo's steps are imported
     from cli.demo import run_demo
 
     # The demo drives a faulty candidate on purpose: its fallbacks are counted in the
@@ -103,7 +106,7 @@ def demo() -> None:
     logging.getLogger("alembic").setLevel(logging.ERROR)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # MLflow sets its level on import
     # Piped output (CI logs, `| tee`) gets room for the tables instead of rich's 80 columns.
-    run_demo(Console(width=None if sys.stdout.isatty() else 150))
+    run_demo(Console(width=None if sys.stdout.isatty() else 150), server)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from core.shadow import (
     ChunkCounts,
     LatencyProfile,
     ReplayRequest,
+    RequestChunk,
     SampleSplit,
     ShadowAction,
     ShadowReport,
@@ -94,7 +95,7 @@ def split_sample(requests: list[ReplayRequest]) -> SampleSplit:
 
 
 @task(name="shadow-replay-chunk", **IO_TASK)
-def replay_chunk(subjects: ShadowSubjects, chunk: list[ReplayRequest]) -> ChunkCounts:
+def replay_chunk(subjects: ShadowSubjects, chunk: RequestChunk) -> ChunkCounts:
     """Replay one chunk through both versions, loaded where the task runs (a Dask worker
     or the flow's process) from this process's registry: digest-verified before
     unpickling, then cached for the next chunk. Only plain data comes in."""

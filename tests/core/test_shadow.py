@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
+from distributed.utils_comm import unpack_remotedata
+from prefect.utilities.collections import visit_collection
 from sqlalchemy import Engine, insert
 
 from core import ledger
@@ -60,6 +63,25 @@ def test_predict_tolerant_pins_failures_to_their_inputs() -> None:
     model = KeywordModel(fail_on=["card"])
     out = predict_tolerant(model, ["balance x", "card y", "loan z", "card w"])
     assert out == ["balance", None, "loan", None]
+
+
+def test_a_chunk_is_a_sequence_that_neither_prefect_nor_dask_walks() -> None:
+    requests = _requests(25)
+    chunks = chunk_requests(requests, 10)
+    assert [len(c) for c in chunks] == [10, 10, 5]
+    assert [r for c in chunks for r in c] == requests  # in order, nothing lost
+    assert chunks[1][0] == requests[10]
+    assert list(chunks[2][1:3]) == requests[21:23]
+    assert pickle.loads(pickle.dumps(chunks[0])) == chunks[0]  # shipped to a Dask worker
+    assert chunks[0] != chunks[1]
+    assert repr(chunks[2]) == "RequestChunk(5 requests)"
+
+    visited: list[object] = []
+    visit_collection(chunks[0], lambda expr: visited.append(expr), return_data=False)
+    assert visited == [chunks[0]]  # one value to Prefect, not 10 requests and their fields
+    packed, remote = unpack_remotedata(chunks[0])
+    assert packed is chunks[0]
+    assert not remote
 
 
 def test_replay_chunks_merge_to_the_same_counts_as_one_chunk() -> None:

@@ -1,0 +1,113 @@
+"""Prefect's temporary API server for `sml demo`, spawned as the demo's first act.
+
+With no PREFECT_API_URL, Prefect starts a temporary server itself on the first flow run
+(`prefect.server.api.server.SubprocessASGIServer`: uvicorn serving
+`prefect.server.api.server:create_app` in a subprocess, the UI off). On 2 cores that
+server took 15-22 s to answer, and starting it from the demo also imported
+`prefect.server` (its FastAPI app and ORM) into the demo's own process: 5-6 s of CPU
+taken from the steps running beside it. Here the same command is spawned before the
+demo imports its steps, without importing Prefect at all: the server starts while the
+CLI loads, and the demo points its flow runs at it (`api_url`), then stops it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+HOST = "127.0.0.1"
+SERVER_ENV = {
+    "PREFECT_UI_ENABLED": "0",
+    "PREFECT__SERVER_EPHEMERAL": "1",
+    "PREFECT__SERVER_FINAL": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
+"""What Prefect starts its own temporary server with (the UI off, ephemeral), quiet."""
+STOP_SECONDS = 5.0
+"""How long `stop` waits after SIGTERM before it kills the server."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class DemoPrefectServer:
+    """A temporary Prefect API server in a subprocess on a free loopback port."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @classmethod
+    def spawn(cls, environment: dict[str, str]) -> DemoPrefectServer:
+        """Start the server with `environment` (this process's, for its Prefect home and
+        settings); returns at once: `wait_ready` before the first flow run."""
+        port = _free_port()
+        argv = [
+            sys.executable, "-m", "uvicorn", "--factory",
+            "prefect.server.api.server:create_app", "--host", HOST, "--port", str(port),
+            "--log-level", "error", "--lifespan", "on",
+        ]  # fmt: skip
+        process = subprocess.Popen(
+            argv, env={**environment, **SERVER_ENV}, stdin=subprocess.DEVNULL
+        )
+        return cls(process, port)
+
+    @property
+    def api_url(self) -> str:
+        """The PREFECT_API_URL of this server."""
+        return f"http://{HOST}:{self.port}/api"
+
+    def wait_ready(self, timeout: float) -> float:
+        """Wait until the server answers its health check; returns the seconds waited.
+
+        Raises:
+            RuntimeError: the server exited first, or did not answer within `timeout`.
+        """
+        started = time.monotonic()
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise RuntimeError(f"Prefect's temporary server exited with code {code}")
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as answer:  # noqa: S310
+                    if answer.status == 200:
+                        return time.monotonic() - started
+            except (urllib.error.URLError, OSError):
+                pass  # not listening yet
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(
+                    f"Prefect's temporary server on {self.api_url} did not answer "
+                    f"within {timeout:.0f} s"
+                )
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Terminate the server (killed if it has not exited after STOP_SECONDS)."""
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def spawn_prefect_server() -> DemoPrefectServer | None:
+    """The demo's temporary Prefect server, spawned now; None when PREFECT_API_URL names
+    a server (env or .env): the demo's flows then run against that one."""
+    from config import load_settings
+
+    if os.environ.get("PREFECT_API_URL") or load_settings().PREFECT_API_URL:
+        return None
+    return DemoPrefectServer.spawn(dict(os.environ))
