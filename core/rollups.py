@@ -313,19 +313,7 @@ def merge_deltas(conn: Connection, deltas: dict[Key, _Delta]) -> None:
     writes rollups, so no other writer can slip in between."""
     if not deltas:
         return
-    cols = TrafficRollup.__table__.c
-    ranges: dict[tuple[int, str, str, int], list[int]] = defaultdict(list)
-    for key in deltas:
-        ranges[key[:4]].append(key[4])
-    held = or_(*(
-        and_(cols.rollout_id == r, cols.model_name == m, cols.role == role,
-             cols.span_minutes == span, cols.bucket.between(min(b), max(b)))
-        for (r, m, role, span), b in ranges.items()
-    ))  # fmt: skip
-    existing: dict[Key, Any] = {
-        (row.rollout_id, row.model_name, row.role, row.span_minutes, row.bucket): row
-        for row in conn.execute(select(*cols).where(held))
-    }
+    existing = _existing_rows(conn, list(deltas))
     values = [_merged(key, delta, existing.get(key)) for key, delta in deltas.items()]
     stmt = _insert(conn)(TrafficRollup)
     columns = {c: stmt.excluded[c] for c in ("n", "errors", "over_limit", "negative_feedback",
@@ -337,6 +325,42 @@ def merge_deltas(conn: Connection, deltas: dict[Key, _Delta]) -> None:
         ),
         values,
     )
+
+
+# Postgres: the rollup rows of exactly these keys, one join against the key arrays. An OR
+# of one condition per key (a refresh touches ~4 keys per rollout with traffic: 2 arms x 2
+# spans) took ~15 ms with 40 rollouts, most of it planning the OR; this takes ~1 ms.
+_EXISTING_PG = """
+SELECT r.* FROM unnest(CAST(:rollout_ids AS integer[]), CAST(:model_names AS varchar[]),
+                       CAST(:roles AS varchar[]), CAST(:spans AS integer[]),
+                       CAST(:buckets AS bigint[]))
+    AS k(rollout_id, model_name, role, span_minutes, bucket)
+JOIN traffic_rollups r USING (rollout_id, model_name, role, span_minutes, bucket)
+"""
+
+
+def _existing_rows(conn: Connection, keys: list[Key]) -> dict[Key, Any]:
+    """The rollup rows `keys` already hold (absent keys are new rows)."""
+    cols = TrafficRollup.__table__.c
+    if conn.dialect.name == "postgresql":
+        columns = list(zip(*keys, strict=True))
+        names = ("rollout_ids", "model_names", "roles", "spans", "buckets")
+        query: Any = text(_EXISTING_PG).columns(*cols)
+        rows = conn.execute(query, {n: list(c) for n, c in zip(names, columns, strict=True)})
+    else:  # SQLite: one range of buckets per (rollout, model, arm, span) on the primary key
+        ranges: dict[tuple[int, str, str, int], list[int]] = defaultdict(list)
+        for key in keys:
+            ranges[key[:4]].append(key[4])
+        held = or_(*(
+            and_(cols.rollout_id == r, cols.model_name == m, cols.role == role,
+                 cols.span_minutes == span, cols.bucket.between(min(b), max(b)))
+            for (r, m, role, span), b in ranges.items()
+        ))  # fmt: skip
+        rows = conn.execute(select(*cols).where(held))
+    return {
+        (row.rollout_id, row.model_name, row.role, row.span_minutes, row.bucket): row
+        for row in rows
+    }
 
 
 def _merged(key: Key, delta: _Delta, row: Any) -> dict[str, Any]:
