@@ -13,13 +13,14 @@ CLI loads, and the demo points its flow runs at it (`api_url`), then stops it.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+
+from core.ports import free_port
 
 HOST = "127.0.0.1"
 SERVER_ENV = {
@@ -34,12 +35,6 @@ STOP_SECONDS = 5.0
 """How long `stop` waits after SIGTERM before it kills the server."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class DemoPrefectServer:
     """A temporary Prefect API server in a subprocess on a free loopback port."""
@@ -51,7 +46,7 @@ class DemoPrefectServer:
     def spawn(cls, environment: dict[str, str]) -> DemoPrefectServer:
         """Start the server with `environment` (this process's, for its Prefect home and
         settings); returns at once: `wait_ready` before the first flow run."""
-        port = _free_port()
+        port = free_port()
         argv = [
             sys.executable, "-m", "uvicorn", "--factory",
             "prefect.server.api.server:create_app", "--host", HOST, "--port", str(port),

@@ -329,7 +329,7 @@ def merge_deltas(conn: Connection, deltas: dict[Key, _Delta]) -> None:
 
 # Postgres: the rollup rows of exactly these keys, one join against the key arrays. An OR
 # of one condition per key (a refresh touches ~4 keys per rollout with traffic: 2 arms x 2
-# spans) took ~15 ms with 40 rollouts, most of it planning the OR; this takes ~1 ms.
+# spans) took ~15 ms with 40 rollouts, most of it planning the OR; this takes ~2 ms.
 _EXISTING_PG = """
 SELECT r.* FROM unnest(CAST(:rollout_ids AS integer[]), CAST(:model_names AS varchar[]),
                        CAST(:roles AS varchar[]), CAST(:spans AS integer[]),

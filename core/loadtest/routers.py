@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ from typing import IO
 
 import httpx
 
+from core.ports import free_port
+
 # `sml` as the image runs it, with this interpreter (no reliance on PATH)
 SML = (sys.executable, "-c", "from cli.main import main; main()")
 STOP_SECONDS = 30.0
@@ -29,14 +30,6 @@ STOP_SECONDS = 30.0
 
 class RouterStartError(RuntimeError):
     """A pinned router did not become ready; the message ends with its log's tail."""
-
-
-def free_port() -> int:
-    """A free TCP port on loopback (bound and released: a race is possible but harmless
-    here, the router then fails to start and says so)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tail(log: IO[bytes], chars: int = 2000) -> str:

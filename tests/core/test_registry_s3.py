@@ -16,7 +16,6 @@ probe, and shows that a changed object in the bucket is refused, not unpickled.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 import pytest
 
 from core.compat import check_version
+from core.ports import free_port
 from core.registry import (
     PICKLE_FILE,
     DigestMismatchError,
@@ -48,12 +48,6 @@ S3_ENV = {
 }
 # 26-32 s on an idle 2-core machine; minutes when other test processes share it
 MLFLOW_START_TIMEOUT_S = 420.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
