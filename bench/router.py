@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import wrk
 from loadgen import Round, get_status, percentile, post_requests, run_round
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,12 +163,6 @@ def prepare(workdir: Path) -> tuple[str, str]:
     return v1, v2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _command(kind: str, port: int, version: str) -> list[str]:
     if kind == "mlflow":
         return [sys.executable, "-m", "mlflow", "models", "serve", "-m",
@@ -180,7 +174,9 @@ def _command(kind: str, port: int, version: str) -> list[str]:
 
 def start_server(kind: str, workdir: Path, version: str) -> tuple[subprocess.Popen[bytes], int]:
     """Start a server process and wait until it answers its readiness path."""
-    port = _free_port()
+    from core.ports import free_port  # ROOT is on sys.path once prepare() ran
+
+    port = free_port()
     env = {**os.environ, **_settings_env(workdir)}
     proc = subprocess.Popen(
         _command(kind, port, version),
@@ -201,21 +197,23 @@ def start_server(kind: str, workdir: Path, version: str) -> tuple[subprocess.Pop
     raise RuntimeError(f"{kind} server not ready in time")
 
 
-def payloads(kind: str, n: int = 4000) -> list[bytes]:
-    """The same texts and users for every server, in its own API's shape."""
+def bodies(kind: str, n: int = 4000) -> tuple[str, list[str]]:
+    """The path and the bodies: the same texts and users for every server, in its own
+    API's shape."""
     if kind == "mlflow":
-        bodies = [
-            json.dumps(
-                {"dataframe_split": {"columns": ["text"], "data": [[TEXTS[i % len(TEXTS)]]]}}
-            ).encode()
-            for i in range(n)
+        return "/invocations", [
+            json.dumps({"dataframe_split": {"columns": ["text"], "data": [[text]]}})
+            for text in (TEXTS[i % len(TEXTS)] for i in range(n))
         ]
-        return post_requests("/invocations", bodies)
-    bodies = [
-        json.dumps({"text": TEXTS[i % len(TEXTS)], "user_id": f"user-{i % 1000}"}).encode()
-        for i in range(n)
+    return "/predict", [
+        json.dumps({"text": TEXTS[i % len(TEXTS)], "user_id": f"user-{i % 1000}"}) for i in range(n)
     ]
-    return post_requests("/predict", bodies)
+
+
+def payloads(kind: str) -> list[bytes]:
+    """`bodies(kind)` as whole HTTP requests for bench/loadgen.py."""
+    path, texts = bodies(kind)
+    return post_requests(path, [t.encode() for t in texts])
 
 
 def main() -> None:
@@ -228,6 +226,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--connections", default="1,16,64", help="comma-separated levels")
     parser.add_argument("--kinds", default="bare,full,mlflow", help="servers to compare")
+    parser.add_argument("--wrk-rounds", type=int, default=2, help="0: no wrk rounds")
+    parser.add_argument("--wrk-seconds", type=float, default=5.0)
     args = parser.parse_args()
     if args.serve == "full":
         serve_full(args.port)
@@ -244,6 +244,13 @@ def main() -> None:
         servers = {kind: start_server(kind, workdir, v1) for kind in kinds}
         try:
             rounds = _run(servers, levels, args.rounds, args.seconds)
+            by_wrk = wrk.run_rounds(
+                {kind: (proc.pid, port) for kind, (proc, port) in servers.items()},
+                {kind: bodies(kind) for kind in kinds},
+                levels,
+                args.wrk_rounds,
+                args.wrk_seconds,
+            )
         finally:
             for proc, _port in servers.values():
                 proc.terminate()
@@ -255,6 +262,7 @@ def main() -> None:
     print(f"traffic rows logged by the full router: {logged}")
     for level in levels:
         report([r for r in rounds if r.connections == level], level)
+    wrk.report(by_wrk)
 
 
 def _run(

@@ -56,10 +56,19 @@ def _check_text(text: str, service: RouterService) -> None:
 @router.post("/predict", response_model=PredictResponse)
 async def predict(body: PredictRequest, request: Request) -> Response:
     """Classify a text with the model version this user is routed to."""
-    # The hot path: the service straight from the app (no dependency to solve) and the
-    # answer serialised once by its model (FastAPI would validate it again against
-    # response_model, which still documents it). Measured in bench/router.py.
+    # The hot path: a valid request is answered before it gets here, by the same
+    # `answer_predict` (serving/fast_path.py); this route answers the rest and documents it.
     service: RouterService = request.app.state.service
+    return Response(await answer_predict(service, body), media_type="application/json")
+
+
+async def answer_predict(service: RouterService, body: PredictRequest) -> bytes:
+    """The JSON answer to a valid /predict request (what the route and the fast path send).
+
+    Raises:
+        RequestValidationError: the text is over the limit, or `model` is not served (422).
+        HTTPException: 503 while the model has no champion, 500 when the champion failed.
+    """
     _check_text(body.text, service)
     try:
         result = await service.predict(
@@ -79,7 +88,8 @@ async def predict(body: PredictRequest, request: Request) -> Response:
         model_version=result.model_version,
         role=result.role,  # type: ignore[arg-type]
     )
-    return Response(answer.model_dump_json(), media_type="application/json")
+    # serialised once by its model (FastAPI would validate it again against response_model)
+    return answer.model_dump_json().encode()
 
 
 @router.post(
