@@ -23,6 +23,7 @@ flows/shadow_evaluation.py wrap these.
 """
 
 from core.reporting import shadow_report_markdown as report_markdown
+from core.shadow.chunks import RequestChunk, chunk_requests
 from core.shadow.mlflow_run import log_to_mlflow
 from core.shadow.online import SampleSplit, split_sample
 from core.shadow.replay import (
@@ -31,9 +32,7 @@ from core.shadow.replay import (
     OnlinePair,
     Predictor,
     ReplayRequest,
-    RequestChunk,
     ShadowSampling,
-    chunk_requests,
     measure_latency,
     merge_chunks,
     predict_tolerant,

@@ -13,10 +13,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, overload
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import Engine, bindparam, text
@@ -252,56 +252,6 @@ def _online_pair(row: Any) -> OnlinePair | None:
         champion_ms=float(row.champion_ms),
         candidate_ms=float(row.shadow_ms),
     )
-
-
-class RequestChunk(Sequence[ReplayRequest]):
-    """One chunk of the sample: an immutable sequence of requests, deliberately not a
-    list (nor a tuple or a dataclass).
-
-    A chunk is a mapped task's argument. Prefect walks a list argument item by item,
-    field by field, looking for futures (two or three times per run), and Dask does the
-    same when it packs a task for a worker: ~40 ms per walk for 2,000 requests, on the
-    order of both models' predict on them. To both, this is one opaque value.
-    """
-
-    __slots__ = ("_requests",)
-
-    def __init__(self, requests: Iterable[ReplayRequest]) -> None:
-        self._requests = tuple(requests)
-
-    def __len__(self) -> int:
-        return len(self._requests)
-
-    @overload
-    def __getitem__(self, index: int) -> ReplayRequest: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[ReplayRequest]: ...
-    def __getitem__(self, index: int | slice) -> ReplayRequest | Sequence[ReplayRequest]:
-        return self._requests[index]
-
-    def __iter__(self) -> Iterator[ReplayRequest]:
-        return iter(self._requests)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, RequestChunk):
-            return self._requests == other._requests
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # equal by content, like a list
-
-    def __repr__(self) -> str:
-        return f"RequestChunk({len(self._requests)} requests)"
-
-
-def chunk_requests(requests: Sequence[ReplayRequest], size: int) -> list[RequestChunk]:
-    """Cut the sample into chunks of at most `size` (the unit of work of a mapped task).
-
-    Raises:
-        ValueError: if size < 1.
-    """
-    if size < 1:
-        raise ValueError("chunk size must be >= 1")
-    return [RequestChunk(requests[i : i + size]) for i in range(0, len(requests), size)]
 
 
 # --- replay ------------------------------------------------------------------------------

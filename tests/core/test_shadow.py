@@ -5,8 +5,11 @@ from __future__ import annotations
 import pickle
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
+import cloudpickle
 import pytest
+from dask.base import tokenize
 from distributed.utils_comm import unpack_remotedata
 from prefect.utilities.collections import visit_collection
 from sqlalchemy import Engine, insert
@@ -17,8 +20,10 @@ from core.errors import ConflictError, NotFoundError
 from core.shadow import (
     ChunkCounts,
     LatencyProfile,
+    OnlinePair,
     Rate,
     ReplayRequest,
+    RequestChunk,
     ShadowThresholds,
     chunk_requests,
     compare_accuracy,
@@ -82,6 +87,38 @@ def test_a_chunk_is_a_sequence_that_neither_prefect_nor_dask_walks() -> None:
     packed, remote = unpack_remotedata(chunks[0])
     assert packed is chunks[0]
     assert not remote
+
+
+class _Opaque:
+    """An object Dask knows nothing about."""
+
+
+def test_dask_names_a_chunk_without_pickling_it_and_ships_it_whole() -> None:
+    online = OnlinePair("card", "cards", champion_ms=1.5, candidate_ms=2.0)
+    requests = [*_requests(4), ReplayRequest("r-online", "card x", "card", online)]
+    chunk, other = chunk_requests(requests, 5)[0], RequestChunk(requests)
+
+    pickled: list[str] = []
+
+    def recording(dumps: Any) -> Any:
+        def dumps_and_record(obj: object, *args: Any, **kwargs: Any) -> bytes:
+            pickled.append(type(obj).__name__)
+            return dumps(obj, *args, **kwargs)
+
+        return dumps_and_record
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pickle, "dumps", recording(pickle.dumps))
+        patch.setattr(cloudpickle, "dumps", recording(cloudpickle.dumps))
+        tokenize(_Opaque())
+        assert "_Opaque" in pickled  # how Dask names an object it knows nothing about
+        assert tokenize(chunk) == tokenize(chunk)
+        assert tokenize(chunk) != tokenize(other)  # two chunks are two units of work
+    assert "RequestChunk" not in pickled
+    shipped = pickle.loads(pickle.dumps(chunk))
+    assert list(shipped) == requests
+    assert shipped[4].online == online
+    assert tokenize(shipped) == tokenize(chunk)  # the same work, named the same
 
 
 def test_replay_chunks_merge_to_the_same_counts_as_one_chunk() -> None:
