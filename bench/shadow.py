@@ -6,7 +6,7 @@ temporary Prefect server and a `distributed.LocalCluster` (2 worker processes, o
 thread each, 127.0.0.1), then on the same logged requests measures, in one run:
 
 - in process: `flows.shadow_evaluation.replay` inside a flow run, DASK_SCHEDULER_ADDRESS
-  unset: the chunks (SHADOW_BATCH_SIZE 2,000) as mapped Prefect tasks on the flow's own
+  unset: the chunks (SHADOW_BATCH_SIZE, 10,000 by default) as mapped Prefect tasks on the flow's own
   task runner, what a flow-run pod does without a cluster;
 - on Dask: the same call with DASK_SCHEDULER_ADDRESS set to the cluster: the same mapped
   tasks through prefect-dask's DaskTaskRunner, each worker loading both versions from the
@@ -199,7 +199,9 @@ def report(args: argparse.Namespace, seconds: dict[str, list[float]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=2_000, help="rows per chunk")
+    parser.add_argument(
+        "--batch", type=int, default=10_000, help="rows per chunk (SHADOW_BATCH_SIZE)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
