@@ -35,6 +35,10 @@ MODEL = "intent-classifier"
 PLAN = LoadTestPlan(
     queries=100, rate_rps=50.0, connections=4, phase_seconds=1.0, rounds=4, timeout_seconds=5.0
 )
+# A sleep calibrated on the identical run's champion makes the slow candidate ~3x slower
+# only if the machine's load stays put; on a busy CI machine it may not (the champion's
+# p50 went from a few ms to 23 ms once), and the run is calibrated again on it.
+CALIBRATIONS = 3
 
 
 def _compare(champion: str, candidate: str) -> LoadTestReport:
@@ -55,6 +59,15 @@ def _compare(champion: str, candidate: str) -> LoadTestReport:
     return report
 
 
+def _p50s(report: LoadTestReport) -> tuple[float, float]:
+    """The champion's and the candidate's p50 at the target rate, in ms."""
+    champion_p50 = report.champion["target_rate"].p50_ms
+    candidate_p50 = report.candidate["target_rate"].p50_ms
+    assert champion_p50 is not None
+    assert candidate_p50 is not None
+    return champion_p50, candidate_p50
+
+
 def test_load_test_passes_an_identical_candidate_and_catches_a_3x_slower_one() -> None:
     registry = ModelRegistry.from_settings(get_settings())
     champion = train_and_register(registry).version
@@ -66,15 +79,16 @@ def test_load_test_passes_an_identical_candidate_and_catches_a_3x_slower_one() -
     assert identical.candidate["target_rate"].errors == 0
     base_ms = identical.champion["target_rate"].p50_ms
     assert base_ms is not None
-    slow = train_and_register(registry, config=slow_config(extra_latency_ms=2 * base_ms)).version
-
-    slower = _compare(champion, slow)
-
-    champion_p50 = slower.champion["target_rate"].p50_ms
-    candidate_p50 = slower.candidate["target_rate"].p50_ms
-    assert champion_p50 is not None
-    assert candidate_p50 is not None
-    assert candidate_p50 >= 2.2 * champion_p50  # it is ~3x slower per request
+    for _attempt in range(CALIBRATIONS):
+        config = slow_config(extra_latency_ms=2 * base_ms)
+        slower = _compare(champion, train_and_register(registry, config=config).version)
+        champion_p50, candidate_p50 = _p50s(slower)
+        if candidate_p50 >= 2.2 * champion_p50:  # it is ~3x slower per request
+            break
+        # the machine got busier since the identical run (the champion's own latency
+        # grew): calibrate again on the champion's latency of this run
+        base_ms = max(base_ms, champion_p50)
+    assert candidate_p50 >= 2.2 * champion_p50, "the slow candidate was not ~3x slower"
     assert not slower.passed
     # caught by latency, by throughput, or both (which one depends on the machine's noise
     # in the run: a burst during the champion's slice can lift its p95); never by errors
