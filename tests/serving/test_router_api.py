@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -406,3 +407,15 @@ def test_router_has_no_endpoint_that_changes_rollout_state(
         ("GET", "/ready"),
         ("GET", "/metrics"),
     }
+
+
+def test_a_running_router_keeps_its_startup_objects_out_of_the_collector(
+    state_engine: Engine, run_router: RouterFactory
+) -> None:
+    router = run_router(
+        router_settings(_url(state_engine)), model_source=_source(KeywordModel("1"))
+    )
+    assert gc.get_freeze_count() > 10_000  # modules, the app, settings: not walked again
+    assert router.client.post("/predict", json={"text": "a refund"}).status_code == 200
+    router.stop()
+    assert gc.get_freeze_count() == 0  # a stopped router's objects can be collected again
