@@ -1,7 +1,7 @@
 """/predict without the framework's per-request machinery: the router's hot path.
 
 `PredictFastPath` is a pure ASGI middleware. A `POST /predict` with a JSON body that
-parses and validates (`PredictRequest`, the text limit) is answered here, by the same
+parses and validates (`PredictRequest`) is answered here, by the same
 `answer_predict` the FastAPI route calls, so both give the same answer, rows and errors.
 Everything else (another path or method, another content type, a body the schema refuses,
 a router still starting) goes on to FastAPI with the body replayed, so every refusal keeps
@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import http_error_handler, validation_error_handler
+from serving.limits import replaying
 from serving.routes import answer_predict
 from serving.schemas import PredictRequest
 from serving.service import RouterService
@@ -60,9 +61,9 @@ class PredictFastPath:
         messages: list[Message] = []
         body = await _read_body(receive, messages)
         service: RouterService | None = getattr(scope["app"].state, "service", None)
-        request = None if body is None or service is None else _parse(body, service)
+        request = None if body is None or service is None else _parse(body)
         if request is None or service is None:
-            await self.app(scope, _replay(messages, receive), send)
+            await self.app(scope, replaying(messages, receive), send)
             return
         response: Response
         try:
@@ -101,24 +102,11 @@ async def _read_body(receive: Receive, messages: list[Message]) -> bytes | None:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    """A `receive` that gives `messages` again, then the real ones."""
-    pending = list(messages)
-
-    async def replay() -> Message:
-        return pending.pop(0) if pending else await receive()
-
-    return replay
-
-
-def _parse(body: bytes, service: RouterService) -> PredictRequest | None:
-    """The request when FastAPI would accept it exactly as sent (parsed by `json.loads`
-    like FastAPI, then the schema, then the text limit); None for anything it would refuse,
-    which FastAPI then answers itself."""
+def _parse(body: bytes) -> PredictRequest | None:
+    """The request when FastAPI would accept its body exactly as sent (parsed by
+    `json.loads` like FastAPI, then the schema); None for anything it would refuse, which
+    FastAPI then answers itself. The text limit is `answer_predict`'s, on both paths."""
     try:
-        request = PredictRequest.model_validate(json.loads(body))
+        return PredictRequest.model_validate(json.loads(body))
     except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError included
         return None
-    if len(request.text) > service.settings.ROUTER_MAX_TEXT_CHARS:
-        return None
-    return request

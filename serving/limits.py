@@ -29,6 +29,17 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+def replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A `receive` that gives `messages` (a body already read) again, then the real ones:
+    what a middleware that read the body hands on."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
 class BodySizeLimit:
     """Refuse request bodies larger than `max_bytes` with 422."""
 
@@ -53,16 +64,8 @@ class BodySizeLimit:
         body = await self._read_body(receive, send)
         if body is None:
             return
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        whole = {"type": "http.request", "body": body, "more_body": False}
+        await self.app(scope, replaying([whole], receive), send)
 
     async def _read_body(self, receive: Receive, send: Send) -> bytes | None:
         """The whole body of a request without Content-Length, read up to the limit; None
