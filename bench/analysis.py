@@ -7,8 +7,10 @@ load) over 7 days: the measured rollout gets BENCH_ROWS of them (~16.5 req/s), 3
 rollouts the rest, interleaved; thumbs feedback on 5% of requests (20% negative). Then
 the rollups catch up once (timed: the one-time cost after migration 0007).
 
-A tick = what `core.tick.plan_rollout` asks for: `core.analysis.stage_figures` (rollups:
-refresh the rows logged since the last tick, then read the stage). Before every timed
+A tick = what `core.tick.plan_rollout` asks for: `core.analysis.stage_figures` with the
+users' behaviour windows (rollups: refresh the rows logged since the last tick and the
+rollout's behaviour rollups, then read the stage; behaviour counts asserted equal to the
+exact path's). Before every timed
 tick one more minute of traffic (~1,000 rows at the table's rate) is logged, untimed, so
 each tick has a minute to roll up, as in production. Median of 7 ticks per window.
 Baseline, same run: `stage_figures(..., exact=True)` over the same windows (every row,
@@ -26,14 +28,17 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from core.analysis import StageFigures, stage_figures
+from core.behaviour import BehaviourCounts, BehaviourWindows
+from core.behaviour_rollups import refresh_behaviour
 from core.db import make_engine, upgrade
-from core.rollups import refresh_rollups
+from core.rollups import refresh_rollups, safe_bounds
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ROWS = int(os.environ.get("BENCH_ROWS", "10000000"))
@@ -43,6 +48,12 @@ BASE = datetime(2026, 11, 1, tzinfo=UTC)
 SPAN_SECONDS = 7 * 24 * 3600
 LIMIT_MS = 250.0
 MARGIN = 0.5
+# The shipped defaults (CANARY_FOLLOWUP_SECONDS, CANARY_ABANDONMENT_SECONDS) and the
+# classifier's hand-off label; users draw from 2,000 ids, so a user's next request comes
+# ~2 minutes later on average: every behaviour count is non-zero.
+WINDOWS = BehaviourWindows(followup_seconds=60, abandonment_seconds=300,
+                           handoff_labels=("talk_to_agent",))  # fmt: skip
+BEHAVIOUR = tuple(f.name for f in fields(BehaviourCounts))
 
 # Every 21st row belongs to one of the 39 other rollouts; the other 20 of 21 to rollout 1,
 # so rollout 1 holds ROWS rows. Latency: log-normal around 30 ms (sigma 0.5), candidate
@@ -53,13 +64,13 @@ INSERT INTO traffic (request_id, ts, env, user_id, rollout_id, model_name, model
 SELECT 'r' || i,
        :t0 + ((i - :first)::float8 / :rows * :span) * interval '1 second',
        'prd',
-       'u' || (i % 100000),
+       'u' || floor(random() * 2000)::int,
        CASE WHEN i % 21 = 0 THEN 2 + (i % (:rollouts - 1)) ELSE 1 END,
        'intent-classifier',
        CASE WHEN (i * 7919) % 100 < 50 THEN '2' ELSE '1' END,
        CASE WHEN (i * 7919) % 100 < 50 THEN 'candidate' ELSE 'champion' END,
        'what is my balance',
-       'balance',
+       CASE WHEN random() < 0.03 THEN 'talk_to_agent' ELSE 'balance' END,
        exp(ln(30) + 0.5 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()))
          * CASE WHEN (i * 7919) % 100 < 50 THEN 1.1 ELSE 1.0 END,
        CASE WHEN random() < 0.01 THEN 'ValueError: boom' END
@@ -136,7 +147,7 @@ def _median_ms(fn: Callable[[], object], before: Callable[[], None], repeat: int
 def _figures(engine: Engine, since: datetime, until: datetime, *, exact: bool) -> StageFigures:
     return stage_figures(
         engine, 1, model_name="intent-classifier", since=since, until=until,
-        latency_limit_ms=LIMIT_MS, p95_margin=MARGIN, exact=exact,
+        latency_limit_ms=LIMIT_MS, p95_margin=MARGIN, behaviour=WINDOWS, exact=exact,
     )  # fmt: skip
 
 
@@ -156,6 +167,12 @@ def _measure(engine: Engine, clock: Clock, share: float) -> dict[str, float]:
     assert (r.champion.n, r.candidate.n, r.candidate.errors, r.candidate.negative_feedback) == (
         e.champion.n, e.candidate.n, e.candidate.errors, e.candidate.negative_feedback,
     )  # fmt: skip
+    for arm in ("champion", "candidate"):  # the users' behaviour: the same counts
+        rolled_arm, exact_arm = getattr(r, arm), getattr(e, arm)
+        assert [getattr(rolled_arm, f) for f in BEHAVIOUR] == [
+            getattr(exact_arm, f) for f in BEHAVIOUR
+        ], arm
+        assert min(rolled_arm.reformulations, rolled_arm.handoffs, rolled_arm.abandonments) > 0
     p95 = [(x.p95_ms or 0.0, y.p95_ms or 0.0) for x, y in ((r.champion, e.champion),
                                                            (r.candidate, e.candidate))]  # fmt: skip
     return {
@@ -202,6 +219,12 @@ def main() -> None:
         refresh_rollups(engine, latency_limit_ms=LIMIT_MS)
         print(f"first rollup of the whole table: {time.perf_counter() - started:.0f} s (once)")
         clock = Clock(engine)
+        started = time.perf_counter()
+        refresh_behaviour(
+            engine, rollout_id=1, model_name="intent-classifier", windows=WINDOWS,
+            now=clock.now, bounds=safe_bounds(engine),
+        )  # fmt: skip
+        print(f"first behaviour rollup of rollout 1: {time.perf_counter() - started:.0f} s (once)")
         results = [_measure(engine, clock, share) for share in (0.1, 1.0)]
         _report(results)
         print(f"load average (1, 5, 15 min): {os.getloadavg()} on {os.cpu_count()} cores")

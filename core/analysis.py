@@ -22,8 +22,9 @@ Two paths, the same figures:
 The candidate's latency shares also get cluster-robust variances (slow requests come in
 bursts): on the rollups path from clusters of seconds, minutes or hours by the window's
 length, read from O(clusters) rows (core.cluster_figures); on the exact path from every
-row, per second. The users' behaviour counts (core.behaviour) still read the window's
-rows on both paths.
+row, per second. The users' behaviour counts (core.behaviour) come on the rollups path from
+per-minute behaviour rollups and the window's edges (core.behaviour_rollups: O(minutes) and
+a few windows of rows), on the exact path from every row of the window.
 """
 
 from __future__ import annotations
@@ -35,13 +36,20 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from core.behaviour import BehaviourWindows, behaviour_counts
+from core.behaviour import BehaviourCounts, BehaviourWindows, behaviour_counts
+from core.behaviour_rollups import refresh_behaviour, stage_behaviour
 from core.cluster_figures import per_second_sums, rollup_cluster_sums
 from core.exact_figures import exact_arms
 from core.figures import ArmFigures, StageFigures
 from core.latency_histogram import count_at_least, quantile, quantile_upper_bound
 from core.rollup_figures import ArmTotals, rollup_totals
-from core.rollups import NEGATIVE_THUMBS, RollupsBehindError, ensure_ln, refresh_rollups
+from core.rollups import (
+    NEGATIVE_THUMBS,
+    RollupsBehindError,
+    ensure_ln,
+    refresh_rollups,
+    safe_bounds,
+)
 
 __all__ = ["NEGATIVE_THUMBS", "ArmFigures", "StageFigures", "stage_figures"]
 
@@ -82,12 +90,7 @@ def stage_figures(  # noqa: PLR0913 (keyword-only: the window, the thresholds, t
         "until": until,
         "limit_ms": latency_limit_ms,
     }
-    rollup_limit = None
-    if not exact:
-        try:
-            rollup_limit = refresh_rollups(engine, latency_limit_ms=latency_limit_ms).limit_ms
-        except RollupsBehindError as exc:
-            log.warning("%s: computing rollout %s exactly this time", exc, rollout_id)
+    rollup_limit, horizon = (None, None) if exact else _refresh(engine, params, behaviour)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             for setting in _POSTGRES_SETTINGS:
@@ -99,7 +102,13 @@ def stage_figures(  # noqa: PLR0913 (keyword-only: the window, the thresholds, t
         if threshold is not None and candidate.n:
             candidate = _with_clusters(conn, params, threshold, candidate, rollup_limit)
         if behaviour is not None:
-            champion, candidate = _with_behaviour(conn, params, behaviour, champion, candidate)
+            counts = _behaviour(conn, params, behaviour, rolled_up=rollup_limit is not None,
+                                horizon=horizon)  # fmt: skip
+            champion, candidate = (
+                arm if c is None else replace(arm, **asdict(c))
+                for arm, c in ((champion, counts.get("champion")),
+                               (candidate, counts.get("candidate")))
+            )  # fmt: skip
     return StageFigures(
         rollout_id=rollout_id,
         since=since,
@@ -109,6 +118,27 @@ def stage_figures(  # noqa: PLR0913 (keyword-only: the window, the thresholds, t
         latency_limit_ms=latency_limit_ms,
         relative_threshold_ms=threshold,
     )
+
+
+def _refresh(
+    engine: Engine, params: dict[str, Any], behaviour: BehaviourWindows | None
+) -> tuple[float | None, int | None]:
+    """Bring the rollups (and the rollout's behaviour rollups, given windows) up to date:
+    (the rollups' latency limit, the behaviour horizon); (None, None) when Postgres
+    writers held the tables past the lock timeout: this tick computes exactly."""
+    try:
+        bounds = safe_bounds(engine)
+        limit = refresh_rollups(engine, latency_limit_ms=params["limit_ms"], bounds=bounds)
+        horizon = None
+        if behaviour is not None:
+            horizon = refresh_behaviour(
+                engine, rollout_id=params["rollout_id"], model_name=params["model_name"],
+                windows=behaviour, now=params["until"], bounds=bounds,
+            )  # fmt: skip
+    except RollupsBehindError as exc:
+        log.warning("%s: computing rollout %s exactly this time", exc, params["rollout_id"])
+        return None, None
+    return limit.limit_ms, horizon
 
 
 def _rollup_arms(
@@ -164,22 +194,20 @@ def _with_clusters(
     return replace(candidate, over_relative_var=over_relative_var, over_limit_var=over_limit_var)
 
 
-def _with_behaviour(
+def _behaviour(
     conn: Connection,
     params: dict[str, Any],
     windows: BehaviourWindows,
-    champion: ArmFigures,
-    candidate: ArmFigures,
-) -> tuple[ArmFigures, ArmFigures]:
-    """Both arms with their users' behaviour counts (core.behaviour) over the window; an
-    arm with no followed answers is unchanged."""
-    counts = behaviour_counts(
-        conn, rollout_id=params["rollout_id"], model_name=params["model_name"],
-        since=params["since"], until=params["until"], windows=windows,
-    )  # fmt: skip
-    found = [counts.get(role) for role in ("champion", "candidate")]
-    champion, candidate = (
-        arm if c is None else replace(arm, **asdict(c))
-        for arm, c in zip((champion, candidate), found, strict=True)
-    )
-    return champion, candidate
+    *,
+    rolled_up: bool,
+    horizon: int | None,
+) -> dict[str, BehaviourCounts]:
+    """Per role the users' behaviour counts over the window: from the behaviour rollups
+    and the window's edges (core.behaviour_rollups), or from every row (core.behaviour)."""
+    window = {
+        "rollout_id": params["rollout_id"], "model_name": params["model_name"],
+        "since": params["since"], "until": params["until"], "windows": windows,
+    }  # fmt: skip
+    if rolled_up:
+        return stage_behaviour(conn, **window, horizon=horizon)
+    return behaviour_counts(conn, **window)

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.types import Float, Integer, String
 
 from core.db.models import UTCDateTime
+from core.rollups import minute_sql
 
 # Seconds between two timestamps, per dialect (SQLite stores them as ISO text).
 _GAP = {
@@ -38,7 +39,7 @@ _GAP = {
 
 _SQL = """
 WITH answers AS (
-    SELECT role, request_id, ts,
+    SELECT role, request_id, ts, {minute} AS minute,
            LEAD(ts) OVER w AS next_ts,
            LEAD(request_id) OVER w AS next_request_id
     FROM traffic
@@ -48,9 +49,10 @@ WITH answers AS (
     WINDOW w AS (PARTITION BY user_id ORDER BY ts, id)
 ),
 gaps AS (
-    SELECT role, request_id, ts, next_request_id, {next_gap} AS gap FROM answers
+    SELECT role, request_id, ts, minute, next_request_id, {next_gap} AS gap FROM answers
+    WHERE ts >= :answers_since AND ts < :answers_until
 )
-SELECT role,
+SELECT role, minute,
     SUM(CASE WHEN ts < :followup_until THEN 1 ELSE 0 END) AS followup_n,
     SUM(CASE WHEN ts < :followup_until AND gap <= :followup_seconds
         THEN 1 ELSE 0 END) AS reformulations,
@@ -65,7 +67,7 @@ SELECT role,
             WHERE fb.request_id = gaps.request_id AND {feedback_gap} <= :abandon_seconds
         ) THEN 1 ELSE 0 END) AS abandonments
 FROM gaps
-GROUP BY role
+GROUP BY role, minute
 """
 
 
@@ -98,11 +100,18 @@ class BehaviourCounts:
     abandonment_n: int = 0
     abandonments: int = 0
 
+    def __add__(self, other: BehaviourCounts) -> BehaviourCounts:
+        return BehaviourCounts(
+            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(BehaviourCounts))
+        )
 
-def _statement(dialect: str) -> Any:
-    """The behaviour statement for `dialect`, with typed bind parameters."""
+
+def _statement(dialect: str, *, per_minute: bool) -> Any:
+    """The behaviour statement for `dialect`, with typed bind parameters: per role, and per
+    minute of the answer (since the epoch) when `per_minute` (else minute is 0)."""
     gap = _GAP.get(dialect, _GAP["sqlite"])
     sql = _SQL.format(
+        minute=minute_sql(dialect, "ts") if per_minute else "0",
         next_gap=gap.format(later="next_ts", earlier="ts"),
         feedback_gap=gap.format(later="fb.ts", earlier="gaps.ts"),
     )
@@ -116,7 +125,57 @@ def _statement(dialect: str) -> Any:
     )
 
 
-_TIMES = ("since", "until", "followup_until", "abandon_until")
+_TIMES = ("since", "until", "answers_since", "answers_until", "followup_until", "abandon_until")
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerSpan:
+    """Which rows one behaviour statement reads: the answers in [answers_since,
+    answers_until), each followed over the rows of [since, until) (its next request must
+    fall there to be seen), counted once its windows have passed `censor_at`."""
+
+    since: datetime
+    until: datetime
+    answers_since: datetime
+    answers_until: datetime
+    censor_at: datetime
+
+
+def answer_counts(
+    conn: Connection,
+    *,
+    rollout_id: int,
+    model_name: str,
+    span: AnswerSpan,
+    windows: BehaviourWindows,
+    per_minute: bool = False,
+) -> dict[tuple[str, int], BehaviourCounts]:
+    """Per (role, minute of the answer) the behaviour counts of `span`'s answers, in one
+    statement; minute is 0 unless `per_minute`. A (role, minute) with no answer is absent.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: if the database cannot be queried.
+    """
+    params = {
+        "handoff": list(windows.handoff_labels),
+        "rollout_id": rollout_id,
+        "model_name": model_name,
+        "since": span.since,
+        "until": span.until,
+        "answers_since": span.answers_since,
+        "answers_until": span.answers_until,
+        "followup_until": span.censor_at - timedelta(seconds=windows.followup_seconds),
+        "abandon_until": span.censor_at - timedelta(seconds=windows.abandonment_seconds),
+        "followup_seconds": windows.followup_seconds,
+        "abandon_seconds": windows.abandonment_seconds,
+    }
+    rows = conn.execute(_statement(conn.dialect.name, per_minute=per_minute), params)
+    return {
+        (row["role"], int(row["minute"])): BehaviourCounts(
+            **{f.name: int(row[f.name] or 0) for f in fields(BehaviourCounts)}
+        )
+        for row in rows.mappings()
+    }
 
 
 def behaviour_counts(
@@ -128,27 +187,16 @@ def behaviour_counts(
     until: datetime,
     windows: BehaviourWindows,
 ) -> dict[str, BehaviourCounts]:
-    """Per role (champion, candidate) the behaviour counts of a rollout's stage window, in
-    one statement (no rows leave the database). A role that served nothing is absent.
+    """Per role (champion, candidate) the behaviour counts of a rollout's stage window from
+    every row of it, in one statement (no rows leave the database). A role that served
+    nothing is absent. The controller reads the same counts from the behaviour rollups
+    (core.behaviour_rollups); this is the exact path.
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: if the database cannot be queried.
     """
-    params = {
-        "handoff": list(windows.handoff_labels),
-        "rollout_id": rollout_id,
-        "model_name": model_name,
-        "since": since,
-        "until": until,
-        "followup_until": until - timedelta(seconds=windows.followup_seconds),
-        "abandon_until": until - timedelta(seconds=windows.abandonment_seconds),
-        "followup_seconds": windows.followup_seconds,
-        "abandon_seconds": windows.abandonment_seconds,
-    }
-    rows = conn.execute(_statement(conn.dialect.name), params).mappings()
-    return {
-        row["role"]: BehaviourCounts(
-            **{f.name: int(row[f.name] or 0) for f in fields(BehaviourCounts)}
-        )
-        for row in rows
-    }
+    span = AnswerSpan(since, until, since, until, censor_at=until)
+    counts = answer_counts(
+        conn, rollout_id=rollout_id, model_name=model_name, span=span, windows=windows
+    )
+    return {role: c for (role, _), c in counts.items()}

@@ -192,7 +192,7 @@ def _wait_for_writers(conn: Connection, timeout_s: float) -> None:
 
 
 @contextmanager
-def _mark_transaction(engine: Engine) -> Iterator[Connection]:
+def mark_transaction(engine: Engine) -> Iterator[Connection]:
     """One refresh step's transaction (SQLite: the write lock taken first)."""
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
@@ -200,7 +200,7 @@ def _mark_transaction(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-def _insert(conn: Connection) -> Any:
+def insert_for(conn: Connection) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT."""
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
@@ -209,7 +209,7 @@ def lock_mark(conn: Connection, *, limit_ms: float) -> Mark:
     """The mark row, locked until the transaction ends (created at zero with `limit_ms`
     the first time)."""
     conn.execute(
-        _insert(conn)(RollupMark)
+        insert_for(conn)(RollupMark)
         .values(name=MARK, traffic_id=0, feedback_id=0, limit_ms=limit_ms, updated_at=utcnow())
         .on_conflict_do_nothing(index_elements=["name"])
     )
@@ -238,8 +238,10 @@ def refresh_rollups(
     latency_limit_ms: float,
     chunk_rows: int = CHUNK_ROWS,
     lock_timeout_s: float = 5.0,
+    bounds: tuple[int, int] | None = None,
 ) -> Mark:
     """Roll up every traffic and feedback row committed so far; return the new mark.
+    `bounds`: `safe_bounds` as the caller read them (else read here).
 
     `latency_limit_ms` is stored with the mark the first time (over_limit counts); later
     calls keep the stored one. Each chunk of `chunk_rows` ids is one transaction.
@@ -251,9 +253,9 @@ def refresh_rollups(
     """
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be >= 1")
-    traffic_bound, feedback_bound = safe_bounds(engine, lock_timeout_s=lock_timeout_s)
+    traffic_bound, feedback_bound = bounds or safe_bounds(engine, lock_timeout_s=lock_timeout_s)
     while True:
-        with _mark_transaction(engine) as conn:
+        with mark_transaction(engine) as conn:
             mark = lock_mark(conn, limit_ms=latency_limit_ms)
             if mark.traffic_id >= traffic_bound and mark.feedback_id >= feedback_bound:
                 return mark
@@ -315,7 +317,7 @@ def merge_deltas(conn: Connection, deltas: dict[Key, _Delta]) -> None:
         return
     existing = _existing_rows(conn, list(deltas))
     values = [_merged(key, delta, existing.get(key)) for key, delta in deltas.items()]
-    stmt = _insert(conn)(TrafficRollup)
+    stmt = insert_for(conn)(TrafficRollup)
     columns = {c: stmt.excluded[c] for c in ("n", "errors", "over_limit", "negative_feedback",
                                             "latency_bins")}  # fmt: skip
     conn.execute(
@@ -391,6 +393,6 @@ def reset_rollups(engine: Engine) -> None:
     """Drop every rollup and the mark in one transaction: the next refresh rolls up the
     whole traffic log again (with the latency limit it is given). For a changed latency
     limit, or a rollup suspected wrong."""
-    with _mark_transaction(engine) as conn:
+    with mark_transaction(engine) as conn:
         conn.execute(delete(TrafficRollup))
         conn.execute(delete(RollupMark))

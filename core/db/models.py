@@ -259,3 +259,39 @@ class RollupMark(Base):
     feedback_id: Mapped[int] = mapped_column(BigInteger)
     limit_ms: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BehaviourRollup(Base):
+    """Per rollout, lead model, arm and minute of the answers: what their users did next
+    (core.behaviour), for minutes whose follow-up and abandonment windows have passed;
+    kept by core.behaviour_rollups."""
+
+    __tablename__ = "behaviour_rollups"
+
+    rollout_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # since the epoch
+    followup_n: Mapped[int] = mapped_column(BigInteger)
+    reformulations: Mapped[int] = mapped_column(BigInteger)
+    handoffs: Mapped[int] = mapped_column(BigInteger)
+    abandonment_n: Mapped[int] = mapped_column(BigInteger)
+    abandonments: Mapped[int] = mapped_column(BigInteger)
+
+
+class BehaviourMark(Base):
+    """How far core.behaviour_rollups has read for one rollout's lead model: the traffic
+    and feedback ids seen, the first minute not rolled up (the horizon) and the windows
+    and hand-off labels its counts were made with."""
+
+    __tablename__ = "behaviour_marks"
+
+    rollout_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    traffic_id: Mapped[int] = mapped_column(BigInteger)
+    feedback_id: Mapped[int] = mapped_column(BigInteger)
+    horizon: Mapped[int | None] = mapped_column(BigInteger)  # a minute since the epoch
+    followup_seconds: Mapped[float] = mapped_column(Float)
+    abandonment_seconds: Mapped[float] = mapped_column(Float)
+    handoff_labels: Mapped[str] = mapped_column(Text)  # JSON list, sorted
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
