@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import numpy as np
 
 from config import Settings
@@ -45,20 +46,36 @@ class SimulatedUsers:
         """`requests` simulated users, each with a short session through the router's
         `endpoint` (predict or answer): they ask, then react to the answer as users do
         (`USER_REACTIONS`): a wrong one makes them ask again or ask for an agent more
-        often. Returns requests served per role (the retriever's role for /answer)."""
+        often. Returns requests served per role (the retriever's role for /answer).
+
+        The sessions run one after another on the router's own event loop (the test
+        client's portal), over HTTP to its ASGI app: one hop between threads for all of
+        them, instead of several per request (~6 ms a request through the test client)."""
         client = self._router(settings)
         rng = np.random.default_rng(self.seed + self.served)
-        roles: dict[str, int] = {}
-        for k in range(requests):
-            self._session(client, rng, f"user-{self.served + k}", roles, endpoint)
+        first = self.served
         self.served += requests
+        roles = client.portal.call(self._sessions, client.app, rng, first, requests, endpoint)
         self.service.writer.flush()
         return roles
 
-    def _ask(self, client: Any, endpoint: str, i: int, user: str) -> tuple[str, str, bool]:
+    async def _sessions(
+        self, app: Any, rng: np.random.Generator, first: int, requests: int, endpoint: str
+    ) -> dict[str, int]:
+        """Users `first` .. `first + requests - 1`, one session each, in turn."""
+        roles: dict[str, int] = {}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
+            for k in range(first, first + requests):
+                await self._session(client, rng, f"user-{k}", roles, endpoint)
+        return roles
+
+    async def _ask(
+        self, client: httpx.AsyncClient, endpoint: str, i: int, user: str
+    ) -> tuple[str, str, bool]:
         """Query `i` as `user`: (request id, role, whether the user got what they asked:
         the intent from /predict; an answer of that intent from /answer)."""
-        response = client.post(f"/{endpoint}", json={"text": self.texts[i], "user_id": user})
+        response = await client.post(f"/{endpoint}", json={"text": self.texts[i], "user_id": user})
         response.raise_for_status()
         body = response.json()
         if endpoint == "answer":
@@ -66,9 +83,9 @@ class SimulatedUsers:
             return body["request_id"], body["served"][ANSWER_LEAD]["role"], right
         return body["request_id"], body["role"], body["intent"] == self.intents[i]
 
-    def _session(
+    async def _session(
         self,
-        client: Any,
+        client: httpx.AsyncClient,
         rng: np.random.Generator,
         user: str,
         roles: dict[str, int],
@@ -78,7 +95,7 @@ class SimulatedUsers:
         which the user stops asking)."""
         i = int(rng.integers(len(self.texts)))
         for follow_up in (False, True):
-            request_id, role, right = self._ask(client, endpoint, i, user)
+            request_id, role, right = await self._ask(client, endpoint, i, user)
             roles[role] = roles.get(role, 0) + 1
             weights = USER_REACTIONS[right]
             reaction = str(rng.choice(list(weights), p=list(weights.values())))
@@ -86,7 +103,7 @@ class SimulatedUsers:
                 i = self._next_query(rng, self.intents[i] if reaction == "again" else HANDOFF)
                 continue
             if reaction.startswith("thumbs"):
-                self._feedback(client, rng, request_id, reaction, self.intents[i])
+                await self._feedback(client, rng, request_id, reaction, self.intents[i])
             return
 
     def _next_query(self, rng: np.random.Generator, intent: str) -> int:
@@ -95,12 +112,16 @@ class SimulatedUsers:
         return int(rng.choice(same)) if same else int(rng.integers(len(self.texts)))
 
     @staticmethod
-    def _feedback(
-        client: Any, rng: np.random.Generator, request_id: str, reaction: str, intent: str
+    async def _feedback(
+        client: httpx.AsyncClient,
+        rng: np.random.Generator,
+        request_id: str,
+        reaction: str,
+        intent: str,
     ) -> None:
         """Thumbs up/down, and half the time the true intent as a label."""
         thumbs = {"request_id": request_id, "kind": "thumbs", "value": reaction.split("_")[1]}
-        client.post("/feedback", json=thumbs).raise_for_status()
+        (await client.post("/feedback", json=thumbs)).raise_for_status()
         if rng.random() < 0.5:
             label = {"request_id": request_id, "kind": "label", "value": intent}
-            client.post("/feedback", json=label).raise_for_status()
+            (await client.post("/feedback", json=label)).raise_for_status()
