@@ -31,8 +31,10 @@ SERVER_ENV = {
     "PREFECT_LOGGING_LEVEL": "WARNING",
     # The demo's flows run in its own process: no deployment, work pool or schedule for the
     # services that watch those, and no block (config is env vars) to register at start,
-    # which imported every installed Prefect collection in the server (~3 s of CPU)
+    # which imported every installed Prefect collection in the server (~3 s of CPU); nor
+    # the check of that registration's hash, which imported them all the same (~5 s)
     "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
+    "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
     **{
         f"PREFECT_SERVER_SERVICES_{service}_ENABLED": "false"
         for service in (

@@ -15,7 +15,6 @@ from typing import Any
 import typer
 
 from core.ledger import EventRecord, ReleaseRecord, RolloutRecord, diff_releases
-from core.release_state import model_state_key
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -30,6 +29,8 @@ def print_json(data: Any) -> None:
 
 def release_json(release: ReleaseRecord, stateful: Collection[str] = ()) -> dict[str, Any]:
     """A release: tag, models, state keys of the models in `stateful`, image, code, who, why."""
+    from core.release_state import model_state_key  # pandas and the builders: only here
+
     return {
         "id": release.id,
         "env": release.env,

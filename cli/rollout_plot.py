@@ -20,7 +20,6 @@ from core.canary import CanaryPolicy
 from core.errors import SmlError
 from core.ledger import get_rollout, rollout_events, rollout_stages
 from core.mlflow_reports import ReportRun, log_report_run
-from core.plots import markdown_images, stage_plot
 from core.reporting import stage_records
 
 console = Console()
@@ -33,6 +32,8 @@ def rollout_plot(
     ] = True,
 ) -> None:
     """Plot a rollout's judged stages (thresholds drawn, versions and n in the title)."""
+    from core.plots import markdown_images, stage_plot  # matplotlib and scipy: only here
+
     settings = load_settings()
     with ledger_database(settings) as engine:
         rollout = get_rollout(engine, rollout_id)

@@ -17,23 +17,29 @@ env and of active rollouts, and drops the rest and every abandoned staging area.
 
 Modules: `keys` (names, keys, reads), `chunks` (corpus -> chunks -> encoded rows),
 `staging` (per-backend write, publish, drop), `build` (the build), `gc` (retention).
+`build` and `chunks` (numpy, pandas) load on first use of one of their names, so reading
+keys (every `sml` command that shows a release) costs no pandas import.
 """
 
-from core.release_state.build import (
-    Progress,
-    build_answer_index,
-    build_report_markdown,
-    write_chunk,
-    write_vectors,
-)
-from core.release_state.chunks import (
-    Chunk,
-    Embedder,
-    as_embedder,
-    check_corpus,
-    embed_chunk,
-    plan_chunks,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.release_state.build import (
+        Progress,
+        build_answer_index,
+        build_report_markdown,
+        write_chunk,
+        write_vectors,
+    )
+    from core.release_state.chunks import (
+        Chunk,
+        Embedder,
+        as_embedder,
+        check_corpus,
+        embed_chunk,
+        plan_chunks,
+    )
 from core.release_state.gc import GcReport, collect_garbage, retained_keys
 from core.release_state.keys import (
     ReleaseState,
@@ -87,3 +93,23 @@ __all__ = [
     "write_chunk",
     "write_vectors",
 ]
+
+# The builders' names, loaded on first use (PEP 562): pandas only when a state is built.
+_LAZY = {
+    **dict.fromkeys(
+        ("Progress", "build_answer_index", "build_report_markdown", "write_chunk",
+         "write_vectors"),
+        "core.release_state.build",
+    ),
+    **dict.fromkeys(
+        ("Chunk", "Embedder", "as_embedder", "check_corpus", "embed_chunk", "plan_chunks"),
+        "core.release_state.chunks",
+    ),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    """A builder's name from its module, imported now (AttributeError for any other)."""
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,31 @@
+"""Every `sml` command starts by importing the CLI: it must not pull in the heavy libraries
+that only some commands use (each cost seconds: `sml serve` processes of the load test
+imported ~4 s of plots, statistics and state builders they never ran)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("pandas", "scipy", "matplotlib", "mlflow", "prefect", "sklearn", "dask")
+
+
+def test_importing_the_cli_loads_none_of_the_heavy_libraries() -> None:
+    probe = f"import sys, cli.main; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "", f"imported at CLI start: {out.stdout.strip()}"
+
+
+def test_the_release_state_builders_load_on_first_use() -> None:
+    probe = (
+        "import sys, core.release_state as r; "
+        "before = 'pandas' in sys.modules; "
+        "r.build_answer_index; "
+        "print(before, 'pandas' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == ["False", "True"]
