@@ -168,6 +168,10 @@ class Settings(BaseSettings):
     ROUTER_SHADOW_QUEUE: int = Field(
         256, ge=1, description="most shadow calls outstanding; more are dropped and counted"
     )
+    ROUTER_SHADOW_LINGER_MS: float = Field(
+        200.0, ge=0, le=5_000,
+        description="a shadow job waits this long for a candidate request to ride with",
+    )  # fmt: skip
     ANSWER_TOP_K: int = Field(
         3, ge=1, le=10, description="answers /answer returns when the request names no k"
     )

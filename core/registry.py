@@ -105,7 +105,8 @@ class ModelRegistry(ModelVersions):
         self.experiment = experiment
         self.image_version = image_version
         self.code_version = code_version
-        self.families: Mapping[str, FamilySource] = dict(families or {})
+        # kept as given: a lazy mapping (models.families_on_use) stays unread until needed
+        self.families: Mapping[str, FamilySource] = {} if families is None else families
         self.artifacts = ModelArtifacts(self, self.cache_dir)
 
     @classmethod

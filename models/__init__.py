@@ -1,133 +1,63 @@
-"""Model families: how each model is built, trained and checked (golden inputs).
+"""Model families: how each model is built, trained and checked (`models.families`), and
+what the rest of the product knows of them without the estimators (`models.catalog`).
 
-`FAMILIES` maps a registered model name to its `ModelFamily`; flows iterate over
-`Settings.MODELS` and look each one up with `get_family`. A family whose versions read
-release state when they serve says which kind (`state`, e.g. the faq-retriever's
-`answer_index`); the edges pass `{f.name for f in FAMILIES.values() if f.state}` to core.
+`from models import FAMILIES` (or `get_family`, `ModelFamily`, `INTENT_CLASSIFIER`,
+`FAQ_RETRIEVER`) loads the families, and with them scikit-learn, on first use (PEP 562);
+`stateful_models` and `handoff_labels` come from the catalog and load nothing heavy, so
+the rollout controller's flow runs start without scikit-learn.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator, Mapping
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from pydantic import BaseModel
+from models.catalog import handoff_labels, stateful_models
 
-from core.errors import NotFoundError
-from models import faq_retriever, intent_classifier
-from models.training import TrainingSplit
+if TYPE_CHECKING:
+    from models.families import (
+        FAMILIES,
+        FAQ_RETRIEVER,
+        INTENT_CLASSIFIER,
+        ModelFamily,
+        get_family,
+    )
 
-
-@dataclass(frozen=True)
-class ModelFamily:
-    """Everything the flows need to know to train and check one model family."""
-
-    name: str
-    config_type: type[BaseModel]
-    default_config: BaseModel
-    labels: tuple[str, ...]
-    golden_inputs: tuple[str, ...]
-    source_modules: tuple[str, ...]
-    split: Callable[[pd.DataFrame, Any], TrainingSplit]
-    fit: Callable[[pd.DataFrame, Any], Any]
-    params_of: Callable[[Any], dict[str, Any]]
-    state: str | None = None
-    """The kind of release state a version of this family reads when it serves (for
-    example `answer_index`: core.release_state builds it), or None: it reads none."""
-    handoff_label: str | None = None
-    """The output that means the user asked for a person (the canary's hand-off rate:
-    a user's next query classified so), or None: this family declares none."""
-
-    def parse_config(self, values: BaseModel | dict[str, Any] | None) -> Any:
-        """A validated config of this family: the default, a dict of overrides, or as given.
-
-        Raises:
-            pydantic.ValidationError: an override is unknown or out of range.
-        """
-        if values is None:
-            return self.default_config
-        if isinstance(values, self.config_type):
-            return values
-        data = values.model_dump() if isinstance(values, BaseModel) else dict(values)
-        return self.config_type.model_validate({**self.default_config.model_dump(), **data})
-
-    def source_hash(self) -> str:
-        """sha256 over the source files of this family's modules (what a pickle depends on)."""
-        digest = hashlib.sha256()
-        for module in sorted(self.source_modules):
-            spec = importlib.util.find_spec(module)
-            if spec is None or spec.origin is None:
-                raise NotFoundError(f"module {module} of model family {self.name} not found")
-            with open(spec.origin, "rb") as handle:
-                digest.update(module.encode() + b"\0" + handle.read() + b"\0")
-        return digest.hexdigest()
-
-
-INTENT_CLASSIFIER = ModelFamily(
-    name=intent_classifier.NAME,
-    config_type=intent_classifier.IntentClassifierConfig,
-    default_config=intent_classifier.RECENT_CONFIG,
-    labels=intent_classifier.INTENT_LABELS,
-    golden_inputs=intent_classifier.GOLDEN_INPUTS,
-    source_modules=("models.intent_classifier", "models.text"),
-    split=intent_classifier.split,
-    fit=intent_classifier.fit,
-    params_of=intent_classifier.params_of,
-    handoff_label=intent_classifier.HANDOFF_LABEL,
+_FAMILY_NAMES = frozenset(
+    {"FAMILIES", "FAQ_RETRIEVER", "INTENT_CLASSIFIER", "ModelFamily", "get_family"}
 )
 
-FAQ_RETRIEVER = ModelFamily(
-    name=faq_retriever.NAME,
-    config_type=faq_retriever.FaqRetrieverConfig,
-    default_config=faq_retriever.RECENT_CONFIG,
-    labels=faq_retriever.LABELS,
-    golden_inputs=faq_retriever.GOLDEN_INPUTS,
-    # what its pickle and module import of ours: a change to any of them is a new source
-    source_modules=(
-        "models.faq_retriever",
-        "models.intent_classifier",
-        "models.text",
-        "models.training",
-    ),
-    split=faq_retriever.split,
-    fit=faq_retriever.fit,
-    params_of=faq_retriever.params_of,
-    state="answer_index",
-)
 
-FAMILIES: dict[str, ModelFamily] = {
-    INTENT_CLASSIFIER.name: INTENT_CLASSIFIER,
-    FAQ_RETRIEVER.name: FAQ_RETRIEVER,
-}
+class _FamiliesOnUse(Mapping[str, Any]):
+    """`FAMILIES`, imported at its first read."""
+
+    @staticmethod
+    def _families() -> Mapping[str, Any]:
+        families: Mapping[str, Any] = import_module("models.families").FAMILIES
+        return families
+
+    def __getitem__(self, name: str) -> Any:
+        return self._families()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._families())
+
+    def __len__(self) -> int:
+        return len(self._families())
 
 
-def stateful_models() -> frozenset[str]:
-    """The names of the families whose versions read release state (`state` set): core
-    functions that gate traffic on a built state take this set as `stateful`."""
-    return frozenset(family.name for family in FAMILIES.values() if family.state)
+def families_on_use() -> Mapping[str, Any]:
+    """The families as a mapping that imports them (and scikit-learn) when first read:
+    for a registry opened by a flow that may never register or judge a version."""
+    return _FamiliesOnUse()
 
 
-def get_family(name: str) -> ModelFamily:
-    """The family registered as `name`.
-
-    Raises:
-        NotFoundError: naming the known families.
-    """
-    try:
-        return FAMILIES[name]
-    except KeyError:
-        raise NotFoundError(
-            f"unknown model family {name!r}: known families are {', '.join(sorted(FAMILIES))}"
-        ) from None
-
-
-def handoff_labels() -> tuple[str, ...]:
-    """Every family's hand-off label (the outputs that mean "a person, please")."""
-    return tuple(sorted({f.handoff_label for f in FAMILIES.values() if f.handoff_label}))
+def __getattr__(name: str) -> Any:
+    """A name of `models.families`, imported now (AttributeError for any other)."""
+    if name in _FAMILY_NAMES:
+        return getattr(import_module("models.families"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -135,6 +65,8 @@ __all__ = [
     "FAQ_RETRIEVER",
     "INTENT_CLASSIFIER",
     "ModelFamily",
+    "families_on_use",
     "get_family",
     "handoff_labels",
+    "stateful_models",
 ]

@@ -30,11 +30,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from core.errors import DataError
+from models import catalog
 from models.intent_classifier import INTENT_LABELS
 from models.text import TextNormalizer, as_text_list
 from models.training import TrainingSplit, split_for_training
 
-NAME = "faq-retriever"
+NAME = catalog.FAQ_RETRIEVER
 
 #: The labels `predict` gives (the intents of the source tables, see create_data.py).
 LABELS: tuple[str, ...] = INTENT_LABELS

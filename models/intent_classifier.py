@@ -31,10 +31,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
+from models import catalog
 from models.text import TextNormalizer, as_text_list
 from models.training import TrainingSplit, split_for_training
 
-NAME = "intent-classifier"
+NAME = catalog.INTENT_CLASSIFIER
 
 #: The labels this family predicts (the intents of the source table, see create_data.py).
 INTENT_LABELS: tuple[str, ...] = (
@@ -52,7 +53,7 @@ INTENT_LABELS: tuple[str, ...] = (
 
 #: The intent of a user who asks for a person: after an answer, a sign that it did not help
 #: (the canary's hand-off rate, core.analysis).
-HANDOFF_LABEL = "talk_to_agent"
+HANDOFF_LABEL = catalog.HANDOFF_LABELS[NAME]
 
 #: Fixed inputs whose predictions are recorded at registration and re-checked by
 #: core.compat under every new image. Never edit an entry: add new ones at the end

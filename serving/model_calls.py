@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 from core.routing import Arm
 from serving.batching import MicroBatcher, Work
 from serving.metrics import RouterMetrics
+from serving.model_cache import Predictor
 from serving.rollout_state import ServingPlan
 from serving.shadow import ShadowJob
 from serving.traffic_log import ERROR_MAX, RequestFacts, TrafficLog, error_text, utc_now
@@ -129,6 +130,9 @@ class ModelCalls:
         self.batcher = MicroBatcher(
             lambda: self._pool, max_batch=batch_max, max_wait_seconds=batch_wait_ms / 1000.0
         )
+        # Called with the predictor of each candidate-arm call, in the loop turn its work is
+        # queued: the online shadow hands it lingering jobs of that version (ShadowCalls.ride)
+        self.on_candidate_call: Callable[[Predictor], None] | None = None
 
     def start(self) -> None:
         """Create the model pool."""
@@ -188,7 +192,10 @@ class ModelCalls:
         try:
             if self._pool is None:  # stopped: nothing to hop to
                 return work.alone(predictor, index)
-            return await asyncio.wait_for(self.batcher.submit(predictor, index, work), timeout)
+            future = self.batcher.submit(predictor, index, work)
+            if call.arm == "candidate" and self.on_candidate_call is not None:
+                self.on_candidate_call(predictor)  # shadow texts join this batch
+            return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             return _Failure(f"timeout after {timeout * 1000.0:g} ms", "timeout", "TimeoutError")
         except Exception as exc:  # a failing model is logged as traffic, not a crash here

@@ -120,9 +120,11 @@ class RouterService:
             classify,
             self.calls.record_shadow,
             limit=settings.ROUTER_SHADOW_QUEUE,
+            linger_seconds=settings.ROUTER_SHADOW_LINGER_MS / 1000.0,
             max_batch=settings.ROUTER_BATCH_MAX,
             on_drop=lambda job: self.metrics.shadow_dropped.labels(job.model_name).inc(),
         )
+        self.calls.on_candidate_call = self.shadow.ride
         self._register_gauges()
 
     def _register_gauges(self) -> None:

@@ -1,12 +1,14 @@
 """Online shadow: the candidate answers the same request off the user's path.
 
 Shadow calls go through the request path's own micro-batcher (serving/batching.py). Jobs
-linger up to `linger_seconds` (0.2 s) or until `max_batch` have gathered, then are handed
-to the batcher together: they form one batch, joined by the canary's candidate-arm
-requests of that version queued at that moment. So shadow work costs one more text in a
-batched `predict` (~0.1 ms), not a call of its own, even at low load when requests do not
-overlap (measured in bench/router.py); a failing input fails alone (the batcher re-runs a
-failed batch text by text).
+linger until a candidate-arm request of the same version is queued, and up to `riders`
+(4) of them ride along in its batch (`ride`): shadow work costs a few more texts in a
+batched `predict` (~0.03 ms each) spread over the candidate's requests, instead of a
+batch of its own that holds the model pool and the GIL for ~2 ms while the next requests
+wait (the 1-connection tail in bench/router.py). Jobs that found no ride within
+`linger_seconds` (0.2 s), or once `max_batch` have gathered (a canary at 1% has few
+candidate requests to ride), are handed to the batcher together as one batch. A failing
+input fails alone (the batcher re-runs a failed batch text by text).
 
 - `submit` never blocks and never delays the user: the user's answer does not wait for
   the shadow's future. At most `limit` shadow calls are outstanding; past that a job is
@@ -67,10 +69,11 @@ class ShadowCalls:
         limit: int = 256,
         linger_seconds: float = 0.2,
         max_batch: int = 64,
+        riders: int = 4,
         on_drop: Callable[[ShadowJob], None] | None = None,
     ) -> None:
-        if limit < 1 or max_batch < 1:
-            raise ValueError("limit and max_batch must be >= 1")
+        if limit < 1 or max_batch < 1 or riders < 0:
+            raise ValueError("limit and max_batch must be >= 1, riders >= 0")
         self._batcher = batcher
         self._work = work
         self._on_done = on_done
@@ -78,6 +81,7 @@ class ShadowCalls:
         self._limit = limit
         self._linger = linger_seconds
         self._max_batch = max_batch
+        self._riders = riders
         self._lingering: list[tuple[ShadowJob, float]] = []
         self._flush_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -116,6 +120,30 @@ class ShadowCalls:
             self._flush_timer.cancel()
             self._flush_timer = None
         jobs, self._lingering = self._lingering, []
+        self._hand_over(jobs)
+
+    def ride(self, predictor: Predictor) -> None:
+        """Hand up to `riders` lingering jobs of `predictor` to the batcher now, from the
+        loop turn in which a candidate-arm request of that version was queued: they join
+        its batch (~0.03 ms a text) instead of forming one of their own later, which would
+        hold the model pool, and the GIL, for ~2 ms while the next requests wait."""
+        if not self._lingering or self._riders == 0:
+            return
+        riding: list[tuple[ShadowJob, float]] = []
+        staying: list[tuple[ShadowJob, float]] = []
+        for entry in self._lingering:
+            mine = entry[0].predictor is predictor and len(riding) < self._riders
+            (riding if mine else staying).append(entry)
+        if not riding:
+            return
+        self._lingering = staying
+        if not staying and self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self._hand_over(riding)
+
+    def _hand_over(self, jobs: list[tuple[ShadowJob, float]]) -> None:
+        """Queue `jobs` on the batcher in this loop turn (so they share a batch)."""
         for job, started in jobs:
             if not self._batcher.running:  # stopped meanwhile: logged as not run
                 self._finish(job, started, None, "cancelled: the router stopped")

@@ -7,20 +7,25 @@ or an engine use `NO_CACHE` (clients are not hashable inputs).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from config import Settings
 from core.registry import ModelRegistry, ModelVersionInfo
-from models import FAMILIES, ModelFamily
-from models.pipeline import TrainedModel
+from models import families_on_use
 from tasks.policies import IO_TASK
+
+if TYPE_CHECKING:
+    from models import ModelFamily
+    from models.pipeline import TrainedModel
 
 
 @task(name="registry-open", cache_policy=NO_CACHE)
 def open_registry(settings: Settings) -> ModelRegistry:
     """The MLflow registry of these settings, knowing our model families (no connection yet)."""
-    return ModelRegistry.from_settings(settings, families=FAMILIES)
+    return ModelRegistry.from_settings(settings, families=families_on_use())
 
 
 @task(name="registry-register-trained", **IO_TASK)

@@ -91,6 +91,45 @@ def test_predict_canary_routes_each_user_to_a_sticky_arm(
     assert count_traffic(state_engine, role="shadow") == 0
 
 
+def test_a_canary_candidate_request_carries_the_shadow_jobs_waiting_for_it(
+    state_engine: Engine, run_router: RouterFactory
+) -> None:
+    """Over HTTP, one request at a time: a champion-arm request's shadow job waits (up to
+    ROUTER_SHADOW_LINGER_MS) and rides in the next candidate-arm request's batch, so the
+    candidate is called once per request with both texts, never for a shadow batch alone."""
+    rollout_id = open_canary(state_engine, "2", 50.0)
+    salt = get_rollout(state_engine, rollout_id).salt
+    users = [f"user-{i}" for i in range(200)]
+    on_champion = [u for u in users if not in_candidate_arm(salt, u, 50.0)][:10]
+    on_candidate = [u for u in users if in_candidate_arm(salt, u, 50.0)][:10]
+    candidate = BatchSizes("2")
+    router = run_router(
+        router_settings(_url(state_engine), ROUTER_SHADOW_LINGER_MS=5_000),
+        model_source=_source(KeywordModel("1"), candidate),
+    )
+    for champion_user, candidate_user in zip(on_champion, on_candidate, strict=True):
+        for user, role in ((champion_user, "champion"), (candidate_user, "candidate")):
+            body = router.client.post("/predict", json={"text": "crash", "user_id": user})
+            assert body.json()["role"] == role
+    wait_until(lambda: router.service.shadow.completed == 10)
+    router.stop()
+    assert candidate.sizes == [2] * 10  # each: its own text and the waiting shadow text
+    assert count_traffic(state_engine, role="shadow", model_version="2") == 10
+    assert count_traffic(state_engine, role="candidate", rollout_id=rollout_id) == 10
+
+
+class BatchSizes(KeywordModel):
+    """Records the number of texts of each batched call."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(version)
+        self.sizes: list[int] = []
+
+    def predict(self, texts: list[str]) -> list[str]:
+        self.sizes.append(len(texts))
+        return super().predict(texts)
+
+
 def test_predict_shadow_mode_logs_candidate_as_shadow(
     state_engine: Engine, run_router: RouterFactory
 ) -> None:

@@ -114,6 +114,33 @@ def test_jobs_apart_in_time_linger_into_one_call() -> None:
     assert min(r[2] for r in results) >= 150  # each waited out (most of) the linger
 
 
+def test_lingering_jobs_ride_in_the_next_candidate_request_batch_a_few_at_a_time() -> None:
+    """One request at a time (1 connection): each candidate-arm request takes up to
+    `riders` lingering shadow jobs of its version into its own call, so no shadow batch
+    of its own holds the pool; jobs of another version stay behind."""
+    results: list[Result] = []
+    model, other = CountingModel("2"), CountingModel("3")
+
+    async def scenario(batcher: MicroBatcher, shadow: ShadowCalls) -> list[object]:
+        for i in range(5):
+            shadow.submit(_job(model, "refund", i))
+        shadow.submit(_job(other, "refund", 99))
+        answers = []
+        for _ in range(2):  # two candidate-arm requests, one after the other
+            served = batcher.submit(model, None, classify("password"))
+            shadow.ride(model)
+            answers.append(await served)
+        await _settle(shadow)
+        return answers
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = asyncio.run(scenario(*_shadow(pool, results, linger_seconds=0.1, riders=2)))
+    assert answers == [("account", "account")] * 2
+    assert model.sizes == [3, 3, 1]  # 1 request + 2 riders, twice; the rest after linger
+    assert other.sizes == [1]
+    assert sorted(r[0] for r in results) == ["r0", "r1", "r2", "r3", "r4", "r99"]
+
+
 def test_drops_and_counts_past_the_limit_without_blocking() -> None:
     release = threading.Event()
     model = CountingModel("2", release=release)
