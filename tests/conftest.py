@@ -69,6 +69,35 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     get_settings.cache_clear()
 
 
+# The longest tests (a minute or more each on 2 cores: `pytest --durations`), longest
+# first. They run first, so pytest-xdist deals them round-robin to the workers at the
+# start; in collection order the README block (~4-5 min) started last and the run ended
+# with one worker busy and the other idle for minutes.
+LONGEST_FIRST = (
+    "tests/test_readme_operating.py::test_readme_laptop_block_on_a_fresh_clone",
+    "tests/flows/test_lifecycle.py::test_demo_lifecycle_final_state_exact[postgres]",
+    "tests/core/test_loadtest_routers.py::test_load_test_passes_an_identical_candidate",
+    "tests/flows/test_deployments.py::test_image_published_event_starts_a_retrain",
+    "tests/flows/test_lifecycle.py::test_demo_lifecycle_final_state_exact[sqlite]",
+    "tests/flows/test_deployments.py::test_deploy_all_then_run_controller_through",
+    "tests/k8s/test_dockerfile.py::test_image_defaults_serve_health",
+    "tests/core/test_registry_s3.py::test_register_and_load_through_mlflow_server",
+    "tests/flows/test_dask_chunks.py::",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the `LONGEST_FIRST` tests first, in that order; the rest keep theirs."""
+
+    def rank(item: pytest.Item) -> int:
+        return next(
+            (i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)),
+            len(LONGEST_FIRST),
+        )
+
+    items.sort(key=rank)
+
+
 def _postgres_admin_engine() -> Engine:
     url = make_url(TEST_POSTGRES_URL).set(drivername="postgresql+psycopg")
     return create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
