@@ -9,7 +9,8 @@ passed its outcome is final (core.behaviour's censoring). So the counts of a min
 answers all had their windows pass are a sum that later ticks can reuse.
 
 `behaviour_rollups` holds, per (rollout, lead model, arm, minute of the answer), the five
-counts of core.behaviour.BehaviourCounts for the minutes before the rollout's *horizon*:
+counts of core.behaviour.BehaviourCounts, and per hour their sums (recomputed with any of
+its minutes), for the minutes before the rollout's *horizon*:
 the first minute not rolled up, kept at the last refresh's `now` minus the longer window.
 `behaviour_marks` holds per (rollout, lead model) the horizon, the traffic and feedback ids
 read (by id, as core.rollups: a replayed row of an old minute still gets a new id) and the
@@ -29,7 +30,8 @@ A crash leaves rollups and mark as they were; windows or labels other than the m
 start the rollout's rollups again.
 
 A stage [since, until) then reads: the rollups of its whole minutes from since's next
-minute up to min(horizon, until minus the longer window), and exactly (core.behaviour)
+minute up to min(horizon, until minus the longer window) (whole hours from hour rows: O(hours
++ 120) rows), and exactly (core.behaviour)
 the answers before and after those: the head's partial minute and the tail, a few
 windows long whatever the stage's length.
 """
@@ -41,7 +43,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.types import Integer, String
 
 from core.behaviour import AnswerSpan, BehaviourCounts, BehaviourWindows, answer_counts
@@ -194,15 +209,34 @@ def _recount(
             conn, rollout_id=rollout_id, model_name=model_name, span=span,
             windows=windows, per_minute=True,
         )  # fmt: skip
-        conn.execute(delete(BehaviourRollup).where(
-            *key, BehaviourRollup.minute >= lo, BehaviourRollup.minute < hi
-        ))  # fmt: skip
+        minutes = (BehaviourRollup.span_minutes == 1, BehaviourRollup.minute >= lo,
+                   BehaviourRollup.minute < hi)  # fmt: skip
+        conn.execute(delete(BehaviourRollup).where(*key, *minutes))
         if counts:
             conn.execute(insert_for(conn)(BehaviourRollup), [
                 {"rollout_id": rollout_id, "model_name": model_name, "role": role,
-                 "minute": minute, **{name: getattr(c, name) for name in _COUNTS}}
+                 "span_minutes": 1, "minute": minute,
+                 **{name: getattr(c, name) for name in _COUNTS}}
                 for (role, minute), c in counts.items()
             ])  # fmt: skip
+        _sum_hours(conn, rollout_id, model_name, lo // 60 * 60, -(-hi // 60) * 60)
+
+
+def _sum_hours(conn: Connection, rollout_id: int, model_name: str, first: int, end: int) -> None:
+    """Replace the hour rows of minutes [first, end) (whole hours) by their minutes' sums."""
+    r = BehaviourRollup
+    key = (r.rollout_id == rollout_id, r.model_name == model_name, r.minute >= first,
+           r.minute < end)  # fmt: skip
+    conn.execute(delete(r).where(*key, r.span_minutes == 60))
+    hour = (r.minute // 60 * 60).label("hour")  # SQLAlchemy's floor division: an integer
+    counts = (func.sum(getattr(r, name)) for name in _COUNTS)
+    sums = (
+        select(r.rollout_id, r.model_name, r.role, literal(60), hour, *counts)
+        .where(*key, r.span_minutes == 1)
+        .group_by(r.rollout_id, r.model_name, r.role, hour)
+    )
+    columns = ["rollout_id", "model_name", "role", "span_minutes", "minute", *_COUNTS]
+    conn.execute(insert(r).from_select(columns, sums))
 
 
 def _first_minute(conn: Connection, rollout_id: int, model_name: str) -> int | None:
@@ -261,12 +295,21 @@ def refresh_behaviour(
 def rolled_up_counts(
     conn: Connection, rollout_id: int, model_name: str, first: int, end: int
 ) -> dict[str, BehaviourCounts]:
-    """Per role the behaviour rollups of minutes [first, end), summed."""
+    """Per role the behaviour rollups of minutes [first, end), summed: the whole hours from
+    their hour rows, the minutes around them from minute rows (O(hours + 120) rows)."""
     r = BehaviourRollup
+    h0, h1 = -(-first // 60) * 60, end // 60 * 60
+    if h0 < h1:
+        spans = or_(
+            and_(r.span_minutes == 60, r.minute >= h0, r.minute < h1),
+            and_(r.span_minutes == 1, r.minute >= first, r.minute < h0),
+            and_(r.span_minutes == 1, r.minute >= h1, r.minute < end),
+        )
+    else:
+        spans = and_(r.span_minutes == 1, r.minute >= first, r.minute < end)
     rows = conn.execute(
         select(r.role, *(func.sum(getattr(r, name)) for name in _COUNTS))
-        .where(r.rollout_id == rollout_id, r.model_name == model_name)
-        .where(r.minute >= first, r.minute < end)
+        .where(r.rollout_id == rollout_id, r.model_name == model_name, spans)
         .group_by(r.role)
     )
     return {row[0]: BehaviourCounts(*(int(v or 0) for v in row[1:])) for row in rows}

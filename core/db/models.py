@@ -262,8 +262,8 @@ class RollupMark(Base):
 
 
 class BehaviourRollup(Base):
-    """Per rollout, lead model, arm and minute of the answers: what their users did next
-    (core.behaviour), for minutes whose follow-up and abandonment windows have passed;
+    """Per rollout, lead model, arm and minute (or hour) of the answers: what their users did
+    next (core.behaviour), for minutes whose follow-up and abandonment windows have passed;
     kept by core.behaviour_rollups."""
 
     __tablename__ = "behaviour_rollups"
@@ -271,7 +271,9 @@ class BehaviourRollup(Base):
     rollout_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
     role: Mapped[str] = mapped_column(String(16), primary_key=True)
-    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # since the epoch
+    # 1 (a minute) or 60 (an hour, the sum of its minutes); minute: the first, since the epoch
+    span_minutes: Mapped[int] = mapped_column(Integer, primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     followup_n: Mapped[int] = mapped_column(BigInteger)
     reformulations: Mapped[int] = mapped_column(BigInteger)
     handoffs: Mapped[int] = mapped_column(BigInteger)

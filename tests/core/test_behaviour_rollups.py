@@ -40,19 +40,21 @@ def _row(request_id: str, ts: datetime, user: str | None, role: str, **kw: Any) 
     }  # fmt: skip
 
 
-def _history(seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _history(
+    seed: int, minutes: float = MINUTES, users: int = 25
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """~40 minutes of 24 sticky users (and one without an id): gaps around both windows,
     hand-offs named by the lead row or only by the other model's row of the request,
     feedback before and after the abandonment window, another rollout's rows between."""
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
     feedback: list[dict[str, Any]] = []
-    for u in range(25):
-        user = None if u == 24 else f"u{u}"
+    for u in range(users):
+        user = None if u == users - 1 else f"u{u}"
         role = "candidate" if u % 2 else "champion"
         ts = T0 + timedelta(seconds=rng.uniform(0, 120))
         n = 0
-        while ts < T0 + timedelta(minutes=MINUTES):
+        while ts < T0 + timedelta(minutes=minutes):
             rid = f"{u}-{n}"
             lead_output = "agent" if rng.random() < 0.1 else "balance"
             rows.append(_row(rid, ts, user, role, output=lead_output))
@@ -125,6 +127,46 @@ def test_ticks_over_a_growing_history_count_as_every_row_does(engine: Engine) ->
     assert held["rows"] > 60
     assert min(held["reformulations"], held["handoffs"], held["abandonments"]) > 0
     assert held["followup_n"] > 300
+
+
+def test_stages_over_hours_read_hour_rollups_that_follow_their_minutes(engine: Engine) -> None:
+    """Over 2.5 hours the whole hours come from hour rows (each the sum of its minutes,
+    also after late rows recount some of them), and every count is still exact."""
+    rows, feedback = _history(seed=31, minutes=150, users=9)
+    until = T0 + timedelta(minutes=100)
+    _log(engine, rows_until(rows, until), _arrived(feedback, T0 - timedelta(minutes=1), until))
+    _assert_same(engine, until)
+    late_ts = T0 + timedelta(minutes=30, seconds=50)  # in the first whole hour
+    late = [_row("late-h1", late_ts, "u0", "champion"),
+            _row("late-h2", late_ts + timedelta(seconds=15), "u0", "champion")]  # fmt: skip
+    _log(engine, late + [r for r in rows if r["ts"] >= until],
+         _arrived(feedback, until, T0 + timedelta(hours=3)))  # fmt: skip
+    final = T0 + timedelta(minutes=160)
+    _assert_same(engine, final)
+    for since in (T0 - timedelta(seconds=1), T0 + timedelta(minutes=42, seconds=7)):
+        assert _counts(engine, since, final, exact=False) == _counts(
+            engine, since, final, exact=True
+        )
+    with engine.connect() as conn:
+        spans = dict(conn.execute(
+            select(BehaviourRollup.span_minutes, func.count()).group_by(
+                BehaviourRollup.span_minutes)
+        ).all())  # fmt: skip
+        hours = conn.execute(
+            select(BehaviourRollup.role, BehaviourRollup.minute, BehaviourRollup.followup_n,
+                   BehaviourRollup.abandonments)
+            .where(BehaviourRollup.span_minutes == 60)
+        ).all()  # fmt: skip
+        for role, first, followup_n, abandonments in hours:
+            summed = conn.execute(
+                select(func.sum(BehaviourRollup.followup_n),
+                       func.sum(BehaviourRollup.abandonments))
+                .where(BehaviourRollup.span_minutes == 1, BehaviourRollup.role == role,
+                       BehaviourRollup.minute >= first, BehaviourRollup.minute < first + 60)
+            ).one()  # fmt: skip
+            assert (followup_n, abandonments) == tuple(summed), (role, first)
+    assert spans[60] >= 4  # 2+ hours x 2 arms
+    assert spans[1] > 200
 
 
 def test_rows_and_feedback_that_arrive_minutes_late_are_counted(engine: Engine) -> None:

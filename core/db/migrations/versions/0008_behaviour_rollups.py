@@ -1,8 +1,8 @@
 """behaviour_rollups and behaviour_marks: users' behaviour counts that do not grow with the stage
 
 The controller's behaviour figures (reformulation, hand-off, abandonment: core.behaviour)
-read per rollout, lead model, arm and minute rollups for the minutes whose windows have
-passed, and the rows of the stage's edges only (issue 13, core.behaviour_rollups).
+read per rollout, lead model, arm and minute (and hour) rollups for the minutes whose
+windows have passed, and the rows of the stage's edges only (issue 13, core.behaviour_rollups).
 `behaviour_marks` holds, per rollout and lead model, the ids read, the first minute not
 rolled up and the windows the counts were made with; updated in the same transaction as
 the rollups it covers.
@@ -35,11 +35,13 @@ def upgrade() -> None:
         sa.Column("rollout_id", sa.Integer(), nullable=False),
         sa.Column("model_name", sa.String(length=128), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("span_minutes", sa.Integer(), nullable=False),
         sa.Column("minute", BIG, nullable=False),
         *(sa.Column(name, BIG, nullable=False) for name in COUNTS),
         sa.PrimaryKeyConstraint(
-            "rollout_id", "model_name", "role", "minute", name=op.f("pk_behaviour_rollups")
-        ),
+            "rollout_id", "model_name", "role", "span_minutes", "minute",
+            name=op.f("pk_behaviour_rollups"),
+        ),  # fmt: skip
     )
     op.create_table(
         "behaviour_marks",
