@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -61,6 +61,7 @@ from sqlalchemy.types import Integer, String
 
 from core.behaviour import AnswerSpan, BehaviourCounts, BehaviourWindows, answer_counts
 from core.db.models import BehaviourMark, BehaviourRollup, Traffic, UTCDateTime, utcnow
+from core.rollup_figures import minute_of, minute_start
 from core.rollups import insert_for, mark_transaction, minute_sql
 
 # Minutes counted in one statement when the horizon moves far (a rollout's first refresh).
@@ -81,16 +82,6 @@ class BehaviourMarkRow:
 def window_seconds(windows: BehaviourWindows) -> float:
     """The longer of the two windows: how far after an answer its outcome can change."""
     return max(windows.followup_seconds, windows.abandonment_seconds)
-
-
-def minute_start(minute: int) -> datetime:
-    """The first instant of `minute` (since the epoch)."""
-    return datetime.fromtimestamp(minute * 60, UTC)
-
-
-def minute_of(moment: datetime) -> int:
-    """The minute (since the epoch) `moment` falls in."""
-    return int(moment.timestamp() // 60)
 
 
 def _labels(windows: BehaviourWindows) -> str:

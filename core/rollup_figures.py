@@ -85,8 +85,14 @@ def _minute(t: datetime) -> float:
     return t.timestamp() / 60.0
 
 
-def _at(minute: int) -> datetime:
+def minute_start(minute: int) -> datetime:
+    """The first instant of `minute` (since the epoch)."""
     return datetime.fromtimestamp(minute * 60, tz=UTC)
+
+
+def minute_of(moment: datetime) -> int:
+    """The minute (since the epoch) `moment` falls in."""
+    return int(moment.timestamp() // 60)
 
 
 def plan_window(since: datetime, until: datetime) -> WindowPlan:
@@ -95,7 +101,9 @@ def plan_window(since: datetime, until: datetime) -> WindowPlan:
     last = math.floor(_minute(until))
     if first >= last:  # no whole minute inside: read the window's rows
         return WindowPlan(0, 0, 0, 0, 0, 0, ((since, until),) if since < until else ())
-    edges = tuple((a, b) for a, b in ((since, _at(first)), (_at(last), until)) if a < b)
+    edges = tuple(
+        (a, b) for a, b in ((since, minute_start(first)), (minute_start(last), until)) if a < b
+    )
     h0 = -(-first // 60) * 60
     h1 = last // 60 * 60
     if h0 >= h1:
