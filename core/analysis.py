@@ -23,8 +23,8 @@ The candidate's latency shares also get cluster-robust variances (slow requests 
 bursts): on the rollups path from clusters of seconds, minutes or hours by the window's
 length, read from O(clusters) rows (core.cluster_figures); on the exact path from every
 row, per second. The users' behaviour counts (core.behaviour) come on the rollups path from
-per-minute behaviour rollups and the window's edges (core.behaviour_rollups: O(minutes) and
-a few windows of rows), on the exact path from every row of the window.
+per-minute and per-hour behaviour rollups and the window's edges (core.behaviour_rollups:
+O(hours + 120) rows and a few windows of rows), on the exact path from every row of it.
 """
 
 from __future__ import annotations
