@@ -10,6 +10,7 @@ export DO_NOT_TRACK ?= 1
 # make deploy [ENV=local|stg|prd] [IMAGE_VERSION=...]; make up [PREFECT_PORT=4200] [MLFLOW_PORT=5000]
 ENV ?= local
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+PACKAGES := cli config core flows models ops serving tasks
 
 setup: ## install uv if absent, then the locked environment, compiled to bytecode
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -20,8 +21,8 @@ setup: ## install uv if absent, then the locked environment, compiled to bytecod
 	@# sklearn, mlflow, prefect, pandas (docs/benchmarks.md). Stale .pyc of edited sources
 	@# are ignored by Python (mtime check).
 	@[ .venv/.bytecode -nt uv.lock ] || { $(UV) sync --frozen --quiet --compile-bytecode \
-		&& $(UV) run --frozen python -m compileall -q -j 0 -x '/\.(venv|local|git)/' . >/dev/null \
-		&& touch .venv/.bytecode; }
+		&& $(UV) run python -m compileall -q -j 0 $(PACKAGES) *.py >/dev/null \
+		&& { [ ! -d .venv ] || touch .venv/.bytecode; }; }
 
 demo: setup ## the whole lifecycle on embedded defaults
 	$(UV) run sml demo
