@@ -8,6 +8,7 @@ uv.lock, or a changed model-family source; and each is checked against what a pl
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 from core.aliases import env_alias
 from core.compat import check_version
 from core.compat_envs import (
+    COMPILED_MARKER,
     EnvironmentBuildError,
     prepare_environment,
     running_lock_hash,
@@ -248,3 +250,33 @@ def test_reuse_preflight_ignores_a_verdict_judged_by_another_environment(
     assert registry.get_version(info.name, info.version).tags[preflight_tag(lock_hash)]
     # this process is not the scikit-learn 1.8 environment that judged it: recompute
     assert reuse_preflight(registry, info.name, info.version, "img-2", lock_hash) is None
+
+
+def test_a_second_environment_is_compiled_to_bytecode_once(tmp_path: Path) -> None:
+    """Where PYTHONDONTWRITEBYTECODE is set no probe writes a .pyc: a built environment is
+    compiled at install, one reused from a cache built before that on its first use, each
+    with its own interpreter's tag; a compiled one is not compiled again."""
+    pins = tmp_path / "pins.txt"
+    pins.write_text("six==1.17.0\n")
+    spec = spec_from_file("requirements", pins)
+    built = prepare_environment(spec, tmp_path / "envs")
+    folder = tmp_path / "envs" / spec.key
+    assert (folder / COMPILED_MARKER).is_file()
+    tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
+    assert list((folder / "venv").rglob(f"__pycache__/six.{tag}.pyc"))
+    # a cache from before: no marker, no bytecode, and a module of its own
+    (folder / COMPILED_MARKER).unlink()
+    for cached in (folder / "venv").rglob("__pycache__"):
+        shutil.rmtree(cached)
+    site = next((folder / "venv").rglob("site-packages"))
+    (site / "extra_module.py").write_text("VALUE = 1\n")
+    reused = prepare_environment(spec, tmp_path / "envs")
+    assert reused.reused
+    assert reused.python == built.python
+    assert (folder / COMPILED_MARKER).is_file()
+    assert (site / "__pycache__" / f"extra_module.{tag}.pyc").is_file()
+    assert (site / "__pycache__" / f"six.{tag}.pyc").is_file()
+    # compiled once: a module added later is left alone (nothing walks the venv per use)
+    (site / "later_module.py").write_text("VALUE = 2\n")
+    prepare_environment(spec, tmp_path / "envs")
+    assert not (site / "__pycache__" / f"later_module.{tag}.pyc").exists()
