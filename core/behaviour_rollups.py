@@ -61,7 +61,7 @@ from sqlalchemy.types import Integer, String
 
 from core.behaviour import AnswerSpan, BehaviourCounts, BehaviourWindows, answer_counts
 from core.db.models import BehaviourMark, BehaviourRollup, Traffic, UTCDateTime, utcnow
-from core.rollup_figures import minute_of, minute_start
+from core.rollup_figures import minute_of, minute_start, whole_hours
 from core.rollups import insert_for, mark_transaction, minute_sql
 
 # Minutes counted in one statement when the horizon moves far (a rollout's first refresh).
@@ -289,7 +289,7 @@ def rolled_up_counts(
     """Per role the behaviour rollups of minutes [first, end), summed: the whole hours from
     their hour rows, the minutes around them from minute rows (O(hours + 120) rows)."""
     r = BehaviourRollup
-    h0, h1 = -(-first // 60) * 60, end // 60 * 60
+    h0, h1 = whole_hours(first, end)
     if h0 < h1:
         spans = or_(
             and_(r.span_minutes == 60, r.minute >= h0, r.minute < h1),

@@ -95,6 +95,11 @@ def minute_of(moment: datetime) -> int:
     return int(moment.timestamp() // 60)
 
 
+def whole_hours(first: int, end: int) -> tuple[int, int]:
+    """The whole hours inside minutes [first, end), as minutes [h0, h1) (h0 >= h1: none)."""
+    return -(-first // 60) * 60, end // 60 * 60
+
+
 def plan_window(since: datetime, until: datetime) -> WindowPlan:
     """Cut [since, until) into whole hours, whole minutes and partial-minute edges."""
     first = math.ceil(_minute(since))
@@ -104,8 +109,7 @@ def plan_window(since: datetime, until: datetime) -> WindowPlan:
     edges = tuple(
         (a, b) for a, b in ((since, minute_start(first)), (minute_start(last), until)) if a < b
     )
-    h0 = -(-first // 60) * 60
-    h1 = last // 60 * 60
+    h0, h1 = whole_hours(first, last)
     if h0 >= h1:
         return WindowPlan(0, 0, first, last, 0, 0, edges)
     return WindowPlan(h0, h1, first, h0, h1, last, edges)
