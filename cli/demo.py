@@ -24,7 +24,7 @@ from pathlib import Path
 from rich.console import Console
 
 from cli.bundle_demo import BundleStory
-from cli.demo_preflight import step_preflight
+from cli.demo_preflight import Preflight
 from cli.demo_server import DemoPrefectServer, spawn_prefect_server
 from cli.ledger import demo_step as step_release_ledger
 from cli.lifecycle import Lifecycle, apply_demo_environment, start_warm_up
@@ -91,6 +91,7 @@ def step_migrate(settings: Settings, console: Console) -> None:
 
 LIFECYCLE = Lifecycle()
 BUNDLE = BundleStory(LIFECYCLE)
+PREFLIGHT = Preflight()
 
 STEPS: list[tuple[str, Callable[[Settings, Console], None]]] = [
     ("fresh demo state", step_fresh_state),
@@ -100,7 +101,7 @@ STEPS: list[tuple[str, Callable[[Settings, Console], None]]] = [
     ("model registry", step_registry_state),
     ("release ledger", step_release_ledger),
     ("users through the router", LIFECYCLE.step_users),
-    ("preflight of an offered image", step_preflight),
+    ("preflight of an offered image", PREFLIGHT.step),
     ("image bump and retrain", LIFECYCLE.step_image_bump),
     ("shadow evaluation", LIFECYCLE.step_shadow),
     ("canary up to promotion", LIFECYCLE.step_canary),
@@ -138,6 +139,9 @@ def run_demo(console: Console, server: DemoPrefectServer | None = None) -> None:
                 if step is step_migrate:
                     # after our migrations: MLflow's own (Alembic too) must not run alongside
                     warm_up = start_warm_up(get_settings(), server)
+                    PREFLIGHT.start_build(get_settings())  # uv, on the other core
+                elif step == LIFECYCLE.step_champion:
+                    PREFLIGHT.start(get_settings())  # the champions exist: judge them aside
     finally:
         LIFECYCLE.close()
         if server is not None:

@@ -9,12 +9,13 @@ the router's real answers move them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import numpy as np
 
+from cli.asgi_calls import post_json
 from config import Settings
 
 HANDOFF = "talk_to_agent"
@@ -27,6 +28,11 @@ USER_REACTIONS: dict[bool, dict[str, float]] = {
     True: {"thumbs_up": 0.60, "leave": 0.36, "again": 0.03, "agent": 0.01},
     False: {"thumbs_down": 0.10, "leave": 0.10, "again": 0.55, "agent": 0.25},
 }
+CONCURRENT_USERS = 16
+"""Sessions in flight at once: users arrive together, as on a real router, so concurrent
+requests share the router's batched predict calls (serving.batching). Each user keeps its
+own sequence (a follow-up comes right after its answer) and its own random stream, so
+what one user does never depends on how the sessions interleave."""
 
 
 class SimulatedUsers:
@@ -48,36 +54,35 @@ class SimulatedUsers:
         (`USER_REACTIONS`): a wrong one makes them ask again or ask for an agent more
         often. Returns requests served per role (the retriever's role for /answer).
 
-        The sessions run one after another on the router's own event loop (the test
-        client's portal), over HTTP to its ASGI app: one hop between threads for all of
-        them, instead of several per request (~6 ms a request through the test client)."""
+        The sessions run on the router's own event loop (the test client's portal), as HTTP
+        requests into its ASGI app (`cli.asgi_calls`), CONCURRENT_USERS at a time: one hop
+        between threads for all of them, instead of several per request. 600 users: 3.1 s
+        one at a time through an httpx client, 0.75 s so (docs/benchmarks.md)."""
         client = self._router(settings)
-        rng = np.random.default_rng(self.seed + self.served)
         first = self.served
         self.served += requests
-        roles = client.portal.call(self._sessions, client.app, rng, first, requests, endpoint)
+        roles = client.portal.call(self._sessions, client.app, first, requests, endpoint)
         self.service.writer.flush()
         return roles
 
-    async def _sessions(
-        self, app: Any, rng: np.random.Generator, first: int, requests: int, endpoint: str
-    ) -> dict[str, int]:
-        """Users `first` .. `first + requests - 1`, one session each, in turn."""
+    async def _sessions(self, app: Any, first: int, requests: int, endpoint: str) -> dict[str, int]:
+        """Users `first` .. `first + requests - 1`, one session each, CONCURRENT_USERS at
+        a time; user k draws from its own stream (seed, k)."""
         roles: dict[str, int] = {}
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
-            for k in range(first, first + requests):
-                await self._session(client, rng, f"user-{k}", roles, endpoint)
+        users = iter(range(first, first + requests))
+
+        async def arrivals() -> None:
+            for k in users:  # shared: each lane takes the next user that arrives
+                rng = np.random.default_rng([self.seed, k])
+                await self._session(app, rng, f"user-{k}", roles, endpoint)
+
+        await asyncio.gather(*(arrivals() for _ in range(CONCURRENT_USERS)))
         return roles
 
-    async def _ask(
-        self, client: httpx.AsyncClient, endpoint: str, i: int, user: str
-    ) -> tuple[str, str, bool]:
+    async def _ask(self, app: Any, endpoint: str, i: int, user: str) -> tuple[str, str, bool]:
         """Query `i` as `user`: (request id, role, whether the user got what they asked:
         the intent from /predict; an answer of that intent from /answer)."""
-        response = await client.post(f"/{endpoint}", json={"text": self.texts[i], "user_id": user})
-        response.raise_for_status()
-        body = response.json()
+        body = await post_json(app, f"/{endpoint}", {"text": self.texts[i], "user_id": user})
         if endpoint == "answer":
             right = any(a["intent"] == self.intents[i] for a in body["answers"])
             return body["request_id"], body["served"][ANSWER_LEAD]["role"], right
@@ -85,7 +90,7 @@ class SimulatedUsers:
 
     async def _session(
         self,
-        client: httpx.AsyncClient,
+        app: Any,
         rng: np.random.Generator,
         user: str,
         roles: dict[str, int],
@@ -95,7 +100,7 @@ class SimulatedUsers:
         which the user stops asking)."""
         i = int(rng.integers(len(self.texts)))
         for follow_up in (False, True):
-            request_id, role, right = await self._ask(client, endpoint, i, user)
+            request_id, role, right = await self._ask(app, endpoint, i, user)
             roles[role] = roles.get(role, 0) + 1
             weights = USER_REACTIONS[right]
             reaction = str(rng.choice(list(weights), p=list(weights.values())))
@@ -103,7 +108,7 @@ class SimulatedUsers:
                 i = self._next_query(rng, self.intents[i] if reaction == "again" else HANDOFF)
                 continue
             if reaction.startswith("thumbs"):
-                await self._feedback(client, rng, request_id, reaction, self.intents[i])
+                await self._feedback(app, rng, request_id, reaction, self.intents[i])
             return
 
     def _next_query(self, rng: np.random.Generator, intent: str) -> int:
@@ -113,7 +118,7 @@ class SimulatedUsers:
 
     @staticmethod
     async def _feedback(
-        client: httpx.AsyncClient,
+        app: Any,
         rng: np.random.Generator,
         request_id: str,
         reaction: str,
@@ -121,7 +126,7 @@ class SimulatedUsers:
     ) -> None:
         """Thumbs up/down, and half the time the true intent as a label."""
         thumbs = {"request_id": request_id, "kind": "thumbs", "value": reaction.split("_")[1]}
-        (await client.post("/feedback", json=thumbs)).raise_for_status()
+        await post_json(app, "/feedback", thumbs)
         if rng.random() < 0.5:
             label = {"request_id": request_id, "kind": "label", "value": intent}
-            (await client.post("/feedback", json=label)).raise_for_status()
+            await post_json(app, "/feedback", label)
