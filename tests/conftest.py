@@ -45,6 +45,14 @@ SETTINGS_ENV_KEYS = (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_store_template(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """New SQLite MLflow stores are copies of one migrated by MLflow (tests/mlflow_template.py)."""
+    from tests.mlflow_template import install
+
+    install(tmp_path_factory.mktemp("mlflow-template"))
+
+
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point every embedded default at a temp dir and ignore the developer's .env."""
