@@ -138,7 +138,7 @@ def _wait_for_run(deployment_name: str, image_version: str, timeout: float = 300
                 )
                 if run.parameters.get("image_version") == image_version and started:
                     return run
-            time.sleep(3)
+            time.sleep(0.5)
     pytest.fail(f"no started {deployment_name} run with image_version={image_version}")
 
 
@@ -161,6 +161,7 @@ def test_image_published_event_starts_a_retrain_on_the_new_image(
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
         "IMAGE_VERSION": "img-test",
         "PWD": str(ROOT),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",  # the worker polls sooner (default 10 s)
     }
     # Given the local and stg deployments (make deploy; make deploy ENV=stg) and a worker
     for target in ("local", "stg"):
