@@ -79,11 +79,9 @@ class Preflight:
         """Build (or reuse) the offered image's environment in the background."""
 
         def build() -> None:
-            from core.compat_envs import EnvironmentBuildError
-
             try:
                 self.found.environment = _environment(settings)
-            except EnvironmentBuildError as exc:
+            except BaseException as exc:  # shown by the step, in the story's thread
                 self.found.error = exc
 
         self.found = Found()
@@ -99,7 +97,6 @@ class Preflight:
 
     def _judge(self, settings: Settings) -> None:
         from cli.resources import open_registry
-        from core.compat_envs import EnvironmentBuildError
         from core.compat_preflight import preflight_subjects, run_preflight
         from core.db import state_database
 
@@ -123,8 +120,6 @@ class Preflight:
                 subjects=subjects,
                 tolerance=settings.COMPAT_DRIFT_TOLERANCE,
             )
-        except EnvironmentBuildError as exc:
-            found.error = exc
         except BaseException as exc:  # shown by the step, in the story's thread
             found.error = exc
 
